@@ -1,0 +1,689 @@
+//! Webhook delivery load harness: how close sidebus' webhook deliveries come to the bare HTTP
+//! ceiling of the machine, and (for NATS) to the broker's native consume rate.
+//!
+//! ```text
+//! cargo bench --bench delivery -- --broker memory --events 20000 --seconds 5 --size 1024
+//! cargo bench --bench delivery -- --broker nats --events 20000
+//! ```
+//!
+//! One run measures, all on 127.0.0.1:
+//!
+//! * (a) the bare HTTP ceiling: a hyper load client POSTs `--size` byte bodies over 64 keep-alive
+//!   connections to a trivial axum receiver (reads the body, answers 204) for `--seconds`;
+//! * (b) sidebus deliveries/s to the same kind of receiver: a topic is prefilled with `--events`
+//!   events of `--size` bytes through the batch publish route, then a subscription is PUT
+//!   (start earliest, ordering none, max_in_flight 64, content_mode binary) and timed from the
+//!   PUT until the receiver has counted every event;
+//! * (c) the same with content_mode batch, max_batch 100 (events/s);
+//! * (d) for `--broker nats` (JetStream at `SIDEBUS_TEST_NATS`, default nats://127.0.0.1:4222):
+//!   an async-nats JetStream pull consumer reading the same events from the stream and acking
+//!   each; n/a for the memory broker.
+//!
+//! and prints the table and the ratios b÷a and c÷d. sidebus, the receiver and the load client
+//! each run on their own tokio runtime (`--threads` workers each, default 2), so on a 2-core
+//! machine the numbers are lower bounds. Every wait is bounded (`PHASE_LIMIT`, and a stall of
+//! `STALL_LIMIT` without progress ends a phase early, reported as partial). The NATS stream
+//! (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
+//! it) it does a short smoke run against the memory broker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
+use sidebus::{AppState, RawConfig};
+
+/// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BROKER: &str = "bench";
+/// Keep-alive connections of the bare HTTP load client.
+const CONNECTIONS: usize = 64;
+/// Longest any one phase may take.
+const PHASE_LIMIT: Duration = Duration::from_secs(300);
+/// A delivery phase without progress for this long ends early.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Events per batch publish request during the prefill.
+const FILL_BATCH: usize = 2000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BrokerKind {
+    Memory,
+    Nats,
+}
+
+struct Args {
+    broker: BrokerKind,
+    events: usize,
+    seconds: f64,
+    size: usize,
+    threads: usize,
+    nats_url: String,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let raw: Vec<String> = std::env::args().skip(1).collect();
+        let full = raw.iter().any(|a| a == "--bench");
+        let mut args = Args {
+            broker: BrokerKind::Memory,
+            events: if full { 20_000 } else { 500 },
+            seconds: if full { 5.0 } else { 0.5 },
+            size: 1024,
+            threads: 2,
+            nats_url: std::env::var("SIDEBUS_TEST_NATS")
+                .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        };
+        let mut it = raw.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .unwrap_or_else(|| panic!("{flag} needs a value"))
+                    .clone()
+            };
+            let number = |v: String| -> usize {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{flag}: `{v}` is not a number"))
+            };
+            match flag.as_str() {
+                "--bench" => {}
+                "--broker" => {
+                    args.broker = match value().as_str() {
+                        "memory" => BrokerKind::Memory,
+                        "nats" => BrokerKind::Nats,
+                        other => panic!("--broker: `{other}` is not memory or nats"),
+                    }
+                }
+                "--events" => args.events = number(value()),
+                "--size" => args.size = number(value()),
+                "--threads" => args.threads = number(value()),
+                "--seconds" => {
+                    let v = value();
+                    args.seconds = v
+                        .parse()
+                        .unwrap_or_else(|_| panic!("--seconds: `{v}` is not a number"));
+                }
+                other => panic!(
+                    "unknown argument {other}; see the top of benches/delivery.rs for the options"
+                ),
+            }
+        }
+        assert!(
+            (1..=10_000_000).contains(&args.events),
+            "--events must be 1..=10000000"
+        );
+        assert!(
+            (1..=1_000_000).contains(&args.size),
+            "--size must be 1..=1000000"
+        );
+        assert!(
+            args.seconds > 0.0 && args.seconds <= 600.0,
+            "--seconds must be in (0, 600]"
+        );
+        assert!((1..=64).contains(&args.threads), "--threads must be 1..=64");
+        if args.broker == BrokerKind::Nats {
+            assert!(
+                args.nats_url.contains("127.0.0.1") || args.nats_url.contains("localhost"),
+                "SIDEBUS_TEST_NATS must point at 127.0.0.1"
+            );
+        }
+        args
+    }
+}
+
+fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What one phase measured.
+struct Measured {
+    /// Events (or requests, for the bare ceiling) completed.
+    count: u64,
+    /// HTTP requests the receiver answered.
+    requests: u64,
+    wall: Duration,
+    /// Whether every expected event arrived.
+    complete: bool,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    #[cfg(not(feature = "nats"))]
+    assert!(
+        args.broker == BrokerKind::Memory,
+        "--broker nats needs sidebus' `nats` feature"
+    );
+    let server = runtime("sb-server", args.threads);
+    let receiver_rt = runtime("receiver", args.threads);
+    let client = runtime("load-client", args.threads);
+
+    let counter = Counter::default();
+    let receiver = receiver_rt.block_on(start_receiver(counter.clone()));
+    let topic = format!("delivery-bench-{}", std::process::id());
+    let state_dir = tempfile::tempdir().expect("a temporary state directory");
+    let (addr, _state) = server.block_on(start_sidebus(&args, state_dir.path()));
+
+    let broker_label = match args.broker {
+        BrokerKind::Memory => "memory (in-process)".to_string(),
+        BrokerKind::Nats => format!("nats: {}, stream {}", args.nats_url, stream_name(&topic)),
+    };
+    println!(
+        "sidebus webhook delivery: {} events of {} B, broker {broker_label}, \
+         {} threads each for sidebus / receiver / load client",
+        args.events, args.size, args.threads
+    );
+
+    #[cfg(feature = "nats")]
+    if args.broker == BrokerKind::Nats {
+        // A stream left by an earlier run with the same pid would add events to `earliest`.
+        client.block_on(native::delete_stream(&args.nats_url, &topic, true));
+    }
+
+    // (a) The bare HTTP ceiling.
+    let ceiling = client.block_on(http_ceiling(receiver, args.size, args.seconds));
+    counter.reset();
+
+    // Prefill.
+    let fill_started = Instant::now();
+    client.block_on(fill(addr, &topic, args.events, args.size));
+    let fill_wall = fill_started.elapsed();
+    println!(
+        "prefill: {} events through POST /v1/publish/{BROKER}/{topic}/batch in {:.2} s ({:.0} events/s)",
+        args.events,
+        fill_wall.as_secs_f64(),
+        args.events as f64 / fill_wall.as_secs_f64()
+    );
+
+    // (b) Binary deliveries, (c) batch deliveries.
+    let binary = client.block_on(deliver(
+        addr,
+        &counter,
+        "bench-binary",
+        serde_json::json!({
+            "broker": BROKER,
+            "topic": topic,
+            "endpoint": format!("http://{receiver}/hook"),
+            "start": "earliest",
+            "ordering": "none",
+            "max_in_flight": 64,
+            "content_mode": "binary",
+        }),
+        args.events,
+    ));
+    let batch = client.block_on(deliver(
+        addr,
+        &counter,
+        "bench-batch",
+        serde_json::json!({
+            "broker": BROKER,
+            "topic": topic,
+            "endpoint": format!("http://{receiver}/batch"),
+            "start": "earliest",
+            "ordering": "none",
+            "max_in_flight": 64,
+            "content_mode": "batch",
+            "max_batch": 100,
+        }),
+        args.events,
+    ));
+
+    // (d) The native consume rate.
+    #[cfg(feature = "nats")]
+    let native = (args.broker == BrokerKind::Nats)
+        .then(|| client.block_on(native::consume(&args.nats_url, &topic, args.events)));
+    #[cfg(not(feature = "nats"))]
+    let native: Option<Measured> = None;
+
+    #[cfg(feature = "nats")]
+    if args.broker == BrokerKind::Nats {
+        client.block_on(native::delete_stream(&args.nats_url, &topic, false));
+    }
+
+    println!();
+    println!(
+        "{:<48} {:>10} {:>10} {:>9} {:>12}  note",
+        "phase", "events", "requests", "seconds", "events/s"
+    );
+    let row = |name: &str, m: &Measured, note: String| {
+        println!(
+            "{:<48} {:>10} {:>10} {:>9.2} {:>12.0}  {note}",
+            name,
+            m.count,
+            m.requests,
+            m.wall.as_secs_f64(),
+            m.rate()
+        );
+    };
+    row(
+        &format!("(a) bare HTTP POST, {CONNECTIONS} keep-alive conns"),
+        &ceiling,
+        format!("{} B bodies, requests/s", args.size),
+    );
+    let complete = |m: &Measured| {
+        if m.complete {
+            String::new()
+        } else {
+            format!("PARTIAL: {} of {} events", m.count, args.events)
+        }
+    };
+    row(
+        "(b) sidebus webhook, binary, in-flight 64",
+        &binary,
+        complete(&binary),
+    );
+    row(
+        "(c) sidebus webhook, batch of 100, in-flight 64",
+        &batch,
+        format!(
+            "{:.1} events/request {}",
+            batch.count as f64 / batch.requests.max(1) as f64,
+            complete(&batch)
+        ),
+    );
+    match &native {
+        Some(m) => row(
+            "(d) native JetStream pull consumer + ack",
+            m,
+            format!("async-nats, max_ack_pending 1000 {}", complete(m)),
+        ),
+        None => println!(
+            "{:<48} {:>10} {:>10} {:>9} {:>12}  memory broker has no native client",
+            "(d) native consume", "n/a", "n/a", "n/a", "n/a"
+        ),
+    }
+    println!();
+    println!(
+        "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
+        binary.rate() / ceiling.rate().max(1e-9)
+    );
+    match &native {
+        Some(m) => println!(
+            "ratio c ÷ d (batch deliveries / native consume):      {:.3}",
+            batch.rate() / m.rate().max(1e-9)
+        ),
+        None => println!("ratio c ÷ d (batch deliveries / native consume):      n/a"),
+    }
+    println!(
+        "ratio c ÷ a (batch deliveries / bare HTTP requests):  {:.3}",
+        batch.rate() / ceiling.rate().max(1e-9)
+    );
+
+    drop(client);
+    drop(server);
+    drop(receiver_rt);
+}
+
+fn stream_name(topic: &str) -> String {
+    #[cfg(feature = "nats")]
+    return sidebus::backend::nats::stream_name(topic);
+    #[cfg(not(feature = "nats"))]
+    return format!("SIDEBUS_{}", topic.replace(['.', '-'], "_"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sidebus and the receiver
+
+async fn start_sidebus(args: &Args, state_dir: &std::path::Path) -> (SocketAddr, AppState) {
+    let broker = match args.broker {
+        BrokerKind::Memory => format!("kind = \"memory\"\nretention = {}\n", args.events),
+        BrokerKind::Nats => format!("kind = \"nats\"\nurl = \"{}\"\n", args.nats_url),
+    };
+    let toml = format!(
+        r#"
+source = "sidebus://delivery-bench"
+state_dir = "{}"
+limits = {{ max_body = "64MiB", max_event = "2MiB", max_batch = 10000, pipeline_depth = 65536 }}
+[brokers.{BROKER}]
+{broker}
+"#,
+        state_dir.display()
+    );
+    let config = RawConfig::from_toml(&toml)
+        .and_then(RawConfig::validate)
+        .unwrap_or_else(|e| panic!("bench config is invalid: {e}"));
+    let state = AppState::build(config).await.expect("backends build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = sidebus::app(state.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, state)
+}
+
+/// What the receiver has seen.
+#[derive(Clone, Default)]
+struct Counter {
+    requests: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+}
+
+impl Counter {
+    fn reset(&self) {
+        self.requests.store(0, Atomic::Relaxed);
+        self.events.store(0, Atomic::Relaxed);
+    }
+
+    fn add(&self, events: u64) {
+        self.requests.fetch_add(1, Atomic::Relaxed);
+        self.events.fetch_add(events, Atomic::Relaxed);
+    }
+}
+
+/// The trivial webhook receiver: `/hook` counts one event per request, `/batch` the elements of
+/// a CloudEvents batch array; both answer 204.
+async fn start_receiver(counter: Counter) -> SocketAddr {
+    async fn one(State(counter): State<Counter>, body: Bytes) -> StatusCode {
+        std::hint::black_box(body.len());
+        counter.add(1);
+        StatusCode::NO_CONTENT
+    }
+    async fn batch(State(counter): State<Counter>, body: Bytes) -> StatusCode {
+        match serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body) {
+            Ok(events) => {
+                counter.add(events.len() as u64);
+                StatusCode::NO_CONTENT
+            }
+            Err(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(one))
+        .route("/batch", axum::routing::post(batch))
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(counter);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) the bare HTTP ceiling
+
+async fn http_ceiling(receiver: SocketAddr, size: usize, seconds: f64) -> Measured {
+    let body = Bytes::from(vec![b'x'; size]);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    // A request still running at the deadline may take this much longer, no more.
+    let hard_deadline = deadline + Duration::from_secs(10);
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(receiver)
+                    .await
+                    .expect("the receiver accepts");
+                stream.set_nodelay(true).expect("TCP_NODELAY");
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .expect("HTTP handshake");
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while tokio::time::Instant::now() < deadline {
+                    let request = Request::post("/hook")
+                        .header(header::HOST, "127.0.0.1")
+                        .header(header::CONTENT_TYPE, "application/octet-stream")
+                        .body(Full::new(body.clone()))
+                        .expect("a valid request");
+                    let exchange = async {
+                        sender.ready().await?;
+                        let response = sender.send_request(request).await?;
+                        let status = response.status();
+                        response.into_body().collect().await?;
+                        Ok::<_, hyper::Error>(status)
+                    };
+                    match tokio::time::timeout_at(hard_deadline, exchange).await {
+                        Ok(Ok(StatusCode::NO_CONTENT)) => ok += 1,
+                        Ok(Ok(_)) => failed += 1,
+                        Ok(Err(_)) | Err(_) => {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for worker in workers {
+        let (o, f) = worker.await.expect("load worker ran");
+        ok += o;
+        failed += f;
+    }
+    let wall = started.elapsed();
+    if failed > 0 {
+        eprintln!("delivery: {failed} bare HTTP requests failed");
+    }
+    Measured {
+        count: ok,
+        requests: ok,
+        wall,
+        complete: true,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b), (c) sidebus deliveries
+
+/// Publishes `events` text events of `size` bytes through the batch route (NDJSON).
+async fn fill(addr: SocketAddr, topic: &str, events: usize, size: usize) {
+    let http = reqwest::Client::new();
+    let data = "x".repeat(size);
+    let mut sent = 0;
+    while sent < events {
+        let n = (events - sent).min(FILL_BATCH);
+        let mut body = String::with_capacity(n * (size + 160));
+        for i in sent..sent + n {
+            body.push_str(&format!(
+                "{{\"specversion\":\"1.0\",\"id\":\"e{i}\",\"source\":\"sidebus://delivery-bench\",\
+                 \"type\":\"bench\",\"datacontenttype\":\"text/plain\",\"data\":\"{data}\"}}\n"
+            ));
+        }
+        let response = http
+            .post(format!("http://{addr}/v1/publish/{BROKER}/{topic}/batch"))
+            .header("content-type", "application/x-ndjson")
+            .timeout(Duration::from_secs(120))
+            .body(body)
+            .send()
+            .await
+            .expect("sidebus answers the batch publish");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "batch publish: {text}");
+        let result: serde_json::Value = serde_json::from_str(&text).expect("a JSON answer");
+        assert_eq!(result["failed"], 0, "{result}");
+        sent += n;
+    }
+}
+
+/// PUTs subscription `name`, waits (bounded) until the receiver has counted `events` events,
+/// then deletes the subscription.
+async fn deliver(
+    addr: SocketAddr,
+    counter: &Counter,
+    name: &str,
+    spec: serde_json::Value,
+    events: usize,
+) -> Measured {
+    let http = reqwest::Client::new();
+    counter.reset();
+    let target = events as u64;
+    let started = Instant::now();
+    let response = http
+        .put(format!("http://{addr}/v1/subscriptions/{name}"))
+        .json(&spec)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("sidebus answers the subscription PUT");
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "PUT subscription {name}: {status} {}",
+        response.text().await.unwrap_or_default()
+    );
+    let mut last = (0, Instant::now());
+    let mut wall;
+    loop {
+        let seen = counter.events.load(Atomic::Relaxed);
+        wall = started.elapsed();
+        if seen >= target || wall >= PHASE_LIMIT {
+            break;
+        }
+        if seen > last.0 {
+            last = (seen, Instant::now());
+        } else if last.1.elapsed() >= STALL_LIMIT {
+            eprintln!("delivery: {name}: no progress for {STALL_LIMIT:?} at {seen} events");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let seen = counter.events.load(Atomic::Relaxed);
+    let requests = counter.requests.load(Atomic::Relaxed);
+    let deleted = http
+        .delete(format!("http://{addr}/v1/subscriptions/{name}"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    match deleted {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => eprintln!("delivery: DELETE subscription {name}: {}", r.status()),
+        Err(e) => eprintln!("delivery: DELETE subscription {name}: {e}"),
+    }
+    Measured {
+        count: seen.min(target),
+        requests,
+        wall,
+        complete: seen >= target,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) the native JetStream consume rate
+
+#[cfg(feature = "nats")]
+mod native {
+    use std::time::{Duration, Instant};
+
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures::StreamExt;
+
+    use super::{Measured, PHASE_LIMIT, STALL_LIMIT};
+
+    async fn context(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
+        let client = async_nats::connect(url).await.unwrap_or_else(|e| {
+            panic!(
+                "NATS JetStream is not reachable at {url} ({e}); start it with: \
+                 nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
+            )
+        });
+        let jetstream = async_nats::jetstream::new(client.clone());
+        (client, jetstream)
+    }
+
+    /// Deletes the topic's stream; `quiet` when it may well not exist.
+    pub async fn delete_stream(url: &str, topic: &str, quiet: bool) {
+        let (_client, jetstream) = context(url).await;
+        let stream = sidebus::backend::nats::stream_name(topic);
+        match tokio::time::timeout(Duration::from_secs(30), jetstream.delete_stream(&stream)).await
+        {
+            Ok(Ok(_)) => {
+                if !quiet {
+                    println!("deleted JetStream stream {stream}");
+                }
+            }
+            Ok(Err(e)) if !quiet => eprintln!("delivery: deleting stream {stream}: {e}"),
+            Err(_) => eprintln!("delivery: deleting stream {stream}: timed out"),
+            Ok(Err(_)) => {}
+        }
+    }
+
+    /// An ephemeral pull consumer reads `events` events of the topic's stream from the start and
+    /// acks each; timed from the consumer's creation.
+    pub async fn consume(url: &str, topic: &str, events: usize) -> Measured {
+        let (client, jetstream) = context(url).await;
+        let name = sidebus::backend::nats::stream_name(topic);
+        let stream = jetstream
+            .get_stream(&name)
+            .await
+            .unwrap_or_else(|e| panic!("stream {name}: {e}"));
+        let started = Instant::now();
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: topic.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: 1000,
+                inactive_threshold: Duration::from_secs(60),
+                ..pull::Config::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("native consumer on {name}: {e}"));
+        let mut messages = consumer
+            .messages()
+            .await
+            .unwrap_or_else(|e| panic!("native consumer on {name}: {e}"));
+        let deadline = tokio::time::Instant::now() + PHASE_LIMIT;
+        let mut count = 0u64;
+        while count < events as u64 {
+            let next = tokio::time::timeout(STALL_LIMIT, messages.next());
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Ok(Some(Ok(message)))) => {
+                    if let Err(e) = message.ack().await {
+                        eprintln!("delivery: native ack: {e}");
+                        break;
+                    }
+                    count += 1;
+                }
+                Ok(Ok(Some(Err(e)))) => {
+                    eprintln!("delivery: native consumer: {e}");
+                    break;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(_)) | Err(_) => {
+                    eprintln!("delivery: native consumer stalled at {count} events");
+                    break;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.flush()).await;
+        let wall = started.elapsed();
+        drop(messages);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            stream.delete_consumer(&consumer.cached_info().name),
+        )
+        .await;
+        Measured {
+            count,
+            requests: 0,
+            wall,
+            complete: count >= events as u64,
+        }
+    }
+}

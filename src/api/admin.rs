@@ -1,0 +1,86 @@
+//! Health, readiness, broker status and metrics.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::pipeline::RETRY_AFTER;
+use crate::state::AppState;
+
+/// One entry of `GET /v1/brokers`.
+#[derive(Debug, Serialize)]
+struct BrokerInfo {
+    name: String,
+    kind: &'static str,
+    connected: bool,
+    last_error: Option<String>,
+}
+
+/// Body of `GET /v1/brokers`.
+#[derive(Debug, Serialize)]
+struct Brokers {
+    brokers: Vec<BrokerInfo>,
+}
+
+fn broker_infos(state: &AppState) -> Vec<BrokerInfo> {
+    state
+        .brokers()
+        .map(|b| {
+            let status = b.backend.status();
+            BrokerInfo {
+                name: b.name.clone(),
+                kind: b.backend.kind(),
+                connected: status.connected,
+                last_error: status.last_error,
+            }
+        })
+        .collect()
+}
+
+/// `GET /healthz`: the process is alive; says nothing about brokers.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when every configured broker is reachable, else 503 naming the others.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let brokers = broker_infos(&state);
+    let down: Vec<String> = brokers
+        .iter()
+        .filter(|b| !b.connected)
+        .map(|b| match &b.last_error {
+            Some(e) => format!("{} ({e})", b.name),
+            None => b.name.clone(),
+        })
+        .collect();
+    if down.is_empty() {
+        Json(serde_json::json!({ "status": "ready", "brokers": brokers })).into_response()
+    } else {
+        ApiError::Unavailable(
+            format!("brokers not reachable: {}", down.join(", ")),
+            RETRY_AFTER,
+        )
+        .into_response()
+    }
+}
+
+/// `GET /v1/brokers`: each broker's kind, reachability and last error.
+pub async fn brokers(State(state): State<AppState>) -> Response {
+    Json(Brokers {
+        brokers: broker_infos(&state),
+    })
+    .into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.render_metrics().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

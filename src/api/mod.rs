@@ -1,0 +1,97 @@
+//! The HTTP API: routes, and the tower layers around them.
+
+mod admin;
+mod auth;
+pub mod idempotency;
+mod publish;
+mod sse;
+mod subscriptions;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+
+use crate::delivery::sse::Streams;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route served, as `(method, path)` in OpenAPI path syntax; the router is built from
+/// these paths and a test holds `openapi/openapi.yaml` to the same set.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", PUBLISH),
+    ("post", PUBLISH_BATCH),
+    ("get", HEALTHZ),
+    ("get", READYZ),
+    ("get", METRICS),
+    ("get", BROKERS),
+    ("get", SUBSCRIPTIONS),
+    ("get", SUBSCRIPTION),
+    ("put", SUBSCRIPTION),
+    ("delete", SUBSCRIPTION),
+    ("post", SUBSCRIPTION_PAUSE),
+    ("post", SUBSCRIPTION_RESUME),
+    ("get", SUBSCRIBE_SSE),
+];
+
+const PUBLISH: &str = "/v1/publish/{broker}/{topic}";
+const PUBLISH_BATCH: &str = "/v1/publish/{broker}/{topic}/batch";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+const BROKERS: &str = "/v1/brokers";
+const SUBSCRIPTIONS: &str = "/v1/subscriptions";
+const SUBSCRIPTION: &str = "/v1/subscriptions/{name}";
+const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";
+const SUBSCRIPTION_RESUME: &str = "/v1/subscriptions/{name}/resume";
+const SUBSCRIBE_SSE: &str = "/v1/subscribe/{broker}/{topic}";
+
+/// The sidebus API over `state`, ready to serve. Its SSE streams end only when their clients
+/// leave; [`router_with`] takes a [`Streams`] handle that can end them (on shutdown).
+pub fn router(state: AppState) -> Router {
+    let streams = Streams::new(state.config().sse.max_streams);
+    router_with(state, streams)
+}
+
+/// The sidebus API over `state`, with its SSE streams counted and ended through `streams`.
+pub fn router_with(state: AppState, streams: Streams) -> Router {
+    let max_body = state.config().limits.max_body;
+    let mut sse_route = get(sse::subscribe).layer(Extension(streams));
+    if let Some(cors) = sse::cors(&state.config().sse) {
+        // The CORS layer answers preflight requests itself; it sees them only if OPTIONS
+        // reaches the route (any other OPTIONS request is still 405).
+        sse_route = sse_route.options(method_not_allowed).layer(cors);
+    }
+    Router::new()
+        .route(PUBLISH, post(publish::publish_one))
+        .route(PUBLISH_BATCH, post(publish::publish_batch))
+        .route(HEALTHZ, get(admin::healthz))
+        .route(READYZ, get(admin::readyz))
+        .route(METRICS, get(admin::metrics))
+        .route(BROKERS, get(admin::brokers))
+        .route(SUBSCRIPTIONS, get(subscriptions::list))
+        .route(
+            SUBSCRIPTION,
+            put(subscriptions::put)
+                .get(subscriptions::get)
+                .delete(subscriptions::delete),
+        )
+        .route(SUBSCRIPTION_PAUSE, post(subscriptions::pause))
+        .route(SUBSCRIPTION_RESUME, post(subscriptions::resume))
+        .route(SUBSCRIBE_SSE, sse_route)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not served on {}", uri.path()))
+}

@@ -1,0 +1,464 @@
+//! `POST /v1/publish/{broker}/{topic}` and `.../batch`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::idempotency::{Begin, Claim, Stored};
+use crate::backend::{Outbound, Position, PublishResult};
+use crate::error::{ApiError, Problem};
+use crate::event::{self, Defaults, Event, EventError};
+use crate::state::{AppState, Broker};
+use crate::telemetry;
+use crate::topic::validate_topic;
+
+const STRUCTURED: &str = "application/cloudevents+json";
+const BATCH_JSON: &str = "application/cloudevents-batch+json";
+const NDJSON: &str = "application/x-ndjson";
+/// Response header set on a replayed idempotent response.
+const REPLAYED: &str = "idempotent-replayed";
+
+/// Query parameters of both publish routes.
+#[derive(Debug, Deserialize)]
+pub struct PublishParams {
+    /// Partition key for events that have no `partitionkey` attribute.
+    key: Option<String>,
+}
+
+/// Body of a successful single publish (and of each successful batch entry).
+#[derive(Debug, Serialize)]
+struct Published<'a> {
+    id: &'a str,
+    broker: &'a str,
+    topic: &'a str,
+    #[serde(flatten)]
+    position: Option<&'a Position>,
+}
+
+/// One entry of a batch response.
+#[derive(Debug, Serialize)]
+struct EntryResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    status: u16,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+}
+
+/// Body of a batch response.
+#[derive(Debug, Serialize)]
+struct BatchResponse {
+    results: Vec<EntryResult>,
+    failed: usize,
+}
+
+/// What a publish route was asked to do, before any event is parsed.
+struct Request<'a> {
+    broker: &'a Broker,
+    topic: Arc<str>,
+    respond_async: bool,
+    defaults: Defaults,
+}
+
+fn prepare<'a>(
+    state: &'a AppState,
+    broker: &str,
+    topic: &str,
+    params: PublishParams,
+    headers: &HeaderMap,
+    body: &Result<Bytes, BytesRejection>,
+) -> Result<Request<'a>, ApiError> {
+    let found = state
+        .broker(broker)
+        .ok_or_else(|| ApiError::NotFound(format!("no broker named `{broker}` is configured")))?;
+    validate_topic(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !state.config().access.may_publish(topic) {
+        return Err(ApiError::Forbidden(format!(
+            "publishing to topic `{topic}` is not allowed (access.publish)"
+        )));
+    }
+    found
+        .backend
+        .check_topic(topic)
+        .map_err(ApiError::BadRequest)?;
+    if let Err(rejection) = body {
+        return Err(match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+                "request body exceeds limits.max_body ({} bytes)",
+                state.config().limits.max_body
+            )),
+            _ => ApiError::BadRequest(format!("could not read the request body: {rejection}")),
+        });
+    }
+    let respond_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    let idempotency_key = idempotency_key(headers)?;
+    Ok(Request {
+        broker: found,
+        topic: Arc::from(topic),
+        respond_async,
+        defaults: Defaults {
+            source: state.config().source.clone(),
+            ty: "sidebus.event",
+            max_event: state.config().limits.max_event,
+            partition_key: params.key.filter(|k| !k.is_empty()),
+            id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
+            trace: crate::trace::from_headers(headers),
+        },
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(|k| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Hash of everything that makes two requests "the same" for `Idempotency-Key`.
+fn fingerprint(route: &str, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    route.hash(&mut hasher);
+    query.hash(&mut hasher);
+    for (name, value) in headers {
+        if name == header::CONTENT_TYPE || name.as_str().starts_with("ce-") {
+            name.as_str().hash(&mut hasher);
+            value.as_bytes().hash(&mut hasher);
+        }
+    }
+    body.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Looks the request's idempotency key up: a replay or refusal ends the request here.
+fn claim_key(
+    state: &AppState,
+    route: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Result<Option<Claim>, Response>, ApiError> {
+    let Some(key) = idempotency_key(headers)? else {
+        return Ok(Ok(None));
+    };
+    let print = fingerprint(route, uri.query(), headers, body);
+    match state
+        .idempotency()
+        .begin(format!("{}|{route}|{key}", uri.path()), print)
+    {
+        Begin::Fresh(claim) => Ok(Ok(Some(claim))),
+        Begin::Replay(stored) => {
+            let mut response = json_response(stored.status, stored.body);
+            response
+                .headers_mut()
+                .insert(REPLAYED, HeaderValue::from_static("true"));
+            Ok(Err(response))
+        }
+        Begin::InProgress => Err(ApiError::Conflict(format!(
+            "a request with Idempotency-Key `{key}` is still being processed"
+        ))),
+        Begin::Mismatch => Err(ApiError::Unprocessable(format!(
+            "Idempotency-Key `{key}` was used with a different request"
+        ))),
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Serialises a success, remembers it for the idempotency key, and builds the response.
+fn succeed(status: StatusCode, body: &impl Serialize, claim: Option<Claim>) -> Response {
+    let body = Bytes::from(serde_json::to_vec(body).expect("response bodies serialise"));
+    if let Some(claim) = claim {
+        claim.complete(Stored {
+            status,
+            body: body.clone(),
+        });
+    }
+    json_response(status, body)
+}
+
+/// The status codes publish answers with, as static label values.
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        202 => "202",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+fn observe(
+    state: &AppState,
+    broker: &str,
+    mode: &'static str,
+    started: Instant,
+    response: &Response,
+) {
+    // Only configured names become label values, so a client cannot grow the label set.
+    let broker = state
+        .broker(broker)
+        .map_or("unknown", |b| b.pipeline.broker_label());
+    let status = status_label(response.status());
+    metrics::counter!(telemetry::PUBLISH_REQUESTS, "broker" => broker, "mode" => mode, "status" => status)
+        .increment(1);
+    metrics::histogram!(telemetry::PUBLISH_LATENCY, "broker" => broker, "mode" => mode)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Runs a publish inside its span and records its status and latency.
+async fn observed(
+    state: &AppState,
+    broker: &str,
+    topic: &str,
+    mode: &'static str,
+    work: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let started = Instant::now();
+    let response = work
+        .instrument(tracing::debug_span!("publish", %broker, %topic, mode))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    observe(state, broker, mode, started, &response);
+    response
+}
+
+/// `POST /v1/publish/{broker}/{topic}`: one event, binary or structured mode.
+pub async fn publish_one(
+    State(state): State<AppState>,
+    Path((broker, topic)): Path<(String, String)>,
+    Query(params): Query<PublishParams>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let work = publish_one_inner(&state, &broker, &topic, params, &uri, &headers, body);
+    observed(&state, &broker, &topic, "single", work).await
+}
+
+async fn publish_one_inner(
+    state: &AppState,
+    broker: &str,
+    topic: &str,
+    params: PublishParams,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = prepare(state, broker, topic, params, headers, &body)?;
+    let body = body.expect("prepare rejects unreadable bodies");
+    let event = match content_type(headers).as_str() {
+        STRUCTURED => event::parse_structured(&body, &body, &request.defaults, 0)?,
+        BATCH_JSON | NDJSON => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "batches go to POST /v1/publish/{broker}/{topic}/batch"
+            )))
+        }
+        _ => event::parse_binary(headers, body.clone(), &request.defaults)?,
+    };
+    let claim = match claim_key(state, "single", uri, headers, &body)? {
+        Ok(claim) => claim,
+        Err(replay) => return Ok(replay),
+    };
+    let id = event.id.clone();
+    let waiting = request.broker.pipeline.submit(
+        vec![Outbound {
+            topic: request.topic.clone(),
+            event,
+        }],
+        !request.respond_async,
+    )?;
+    let published = |position| Published {
+        id: &id,
+        broker,
+        topic,
+        position,
+    };
+    let Some(waiting) = waiting else {
+        return Ok(succeed(StatusCode::ACCEPTED, &published(None), claim));
+    };
+    let mut results = waiting.await.map_err(|_| {
+        ApiError::Unavailable("sidebus is stopping".into(), crate::pipeline::RETRY_AFTER)
+    })?;
+    let position = results.pop().expect("one result per event")?;
+    Ok(succeed(StatusCode::OK, &published(Some(&position)), claim))
+}
+
+/// `POST /v1/publish/{broker}/{topic}/batch`: a JSON array or NDJSON of structured events.
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    Path((broker, topic)): Path<(String, String)>,
+    Query(params): Query<PublishParams>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let work = publish_batch_inner(&state, &broker, &topic, params, &uri, &headers, body);
+    observed(&state, &broker, &topic, "batch", work).await
+}
+
+async fn publish_batch_inner(
+    state: &AppState,
+    broker: &str,
+    topic: &str,
+    params: PublishParams,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = prepare(state, broker, topic, params, headers, &body)?;
+    let body = body.expect("prepare rejects unreadable bodies");
+    let parsed: Vec<Result<Event, EventError>> = match content_type(headers).as_str() {
+        BATCH_JSON => event::parse_batch_json(&body, &request.defaults)?,
+        NDJSON => event::parse_ndjson(&body, &request.defaults),
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "a batch is {BATCH_JSON} or {NDJSON}, not `{other}`"
+            )))
+        }
+    };
+    if parsed.is_empty() {
+        return Err(ApiError::BadRequest("the batch has no events".into()));
+    }
+    let max_batch = state.config().limits.max_batch;
+    if parsed.len() > max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "the batch has {} events; the limit (limits.max_batch) is {max_batch}",
+            parsed.len()
+        )));
+    }
+    let claim = match claim_key(state, "batch", uri, headers, &body)? {
+        Ok(claim) => claim,
+        Err(replay) => return Ok(replay),
+    };
+    let mut ids = Vec::with_capacity(parsed.len());
+    let mut outbound = Vec::with_capacity(parsed.len());
+    let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(parsed.len());
+    for entry in parsed {
+        match entry {
+            Ok(event) => {
+                ids.push(Some(event.id.clone()));
+                errors.push(None);
+                outbound.push(Outbound {
+                    topic: request.topic.clone(),
+                    event,
+                });
+            }
+            Err(e) => {
+                ids.push(None);
+                errors.push(Some(e.into()));
+            }
+        }
+    }
+    let accepted = outbound.len();
+    let waiting = if accepted > 0 {
+        request
+            .broker
+            .pipeline
+            .submit(outbound, !request.respond_async)?
+    } else {
+        None
+    };
+    let mut outcomes: std::vec::IntoIter<PublishResult> = match waiting {
+        Some(waiting) => waiting.await.map_err(|_| {
+            ApiError::Unavailable("sidebus is stopping".into(), crate::pipeline::RETRY_AFTER)
+        })?,
+        None => Vec::new(),
+    }
+    .into_iter();
+    let ok_status = if request.respond_async {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut failed = 0;
+    let results = ids
+        .into_iter()
+        .zip(errors)
+        .map(|(id, error)| {
+            let outcome = match error {
+                Some(e) => Err(e),
+                None if request.respond_async => Ok(None),
+                None => outcomes
+                    .next()
+                    .expect("one result per submitted event")
+                    .map(Some)
+                    .map_err(ApiError::from),
+            };
+            match outcome {
+                Ok(position) => EntryResult {
+                    id,
+                    status: ok_status.as_u16(),
+                    position,
+                    error: None,
+                },
+                Err(e) => {
+                    failed += 1;
+                    EntryResult {
+                        id,
+                        status: e.status().as_u16(),
+                        position: None,
+                        error: Some(e.problem()),
+                    }
+                }
+            }
+        })
+        .collect();
+    let status = if request.respond_async {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let claim = if failed == 0 { claim } else { None };
+    Ok(succeed(status, &BatchResponse { results, failed }, claim))
+}

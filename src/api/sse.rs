@@ -1,0 +1,318 @@
+//! `GET /v1/subscribe/{broker}/{topic}`: a topic as Server-Sent Events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::backend::consume::{ConsumeError, StartFrom};
+use crate::config::SseConfig;
+use crate::delivery::sse::{self, StreamRequest, Streams};
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::pipeline::RETRY_AFTER;
+use crate::state::AppState;
+use crate::topic::validate_topic;
+
+/// The media type of the stream.
+pub const EVENT_STREAM: &str = "text/event-stream";
+/// `Retry-After` when every stream slot is taken.
+const STREAMS_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// `GET /v1/subscribe/{broker}/{topic}`.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Extension(streams): Extension<Streams>,
+    Path((broker, topic)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match open(&state, &streams, &broker, &topic, &params, &headers).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn open(
+    state: &AppState,
+    streams: &Streams,
+    broker: &str,
+    topic: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
+    if !accepts_event_stream(headers) {
+        return Err(Refusal::custom(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "Not acceptable",
+            "this route answers only text/event-stream; send `Accept: text/event-stream`",
+        ));
+    }
+    let found = state
+        .broker(broker)
+        .ok_or_else(|| ApiError::NotFound(format!("no broker named `{broker}` is configured")))?;
+    validate_topic(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    found
+        .backend
+        .check_topic(topic)
+        .map_err(ApiError::BadRequest)?;
+    if !state.config().access.may_subscribe(topic) {
+        return Err(ApiError::Forbidden(format!(
+            "subscribing to topic `{topic}` is not allowed (access.subscribe)"
+        ))
+        .into());
+    }
+    let request = parse(found.backend.kind(), topic, params, headers)?;
+    let Some(slot) = streams.try_acquire() else {
+        return Err(Refusal::custom(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-streams",
+            "Too many streams",
+            &format!(
+                "{} streams are open, the most sse.max_streams allows; retry later",
+                streams.max()
+            ),
+        )
+        .retry_after(STREAMS_RETRY_AFTER));
+    };
+    let settings = &state.config().sse;
+    let body = sse::open(
+        found,
+        state.config().brokers.get(broker),
+        request,
+        settings,
+        streams,
+        slot,
+    )
+    .await
+    .map_err(|e| match e {
+        ConsumeError::Unavailable(_) => {
+            Refusal::from(ApiError::Unavailable(e.to_string(), RETRY_AFTER))
+        }
+        ConsumeError::Invalid(msg) => ApiError::BadRequest(msg).into(),
+        ConsumeError::Unsupported(msg) => Refusal::custom(
+            StatusCode::NOT_IMPLEMENTED,
+            "not-implemented",
+            "Not supported by this broker",
+            &msg,
+        ),
+    })?;
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// Reads the query and the `Last-Event-ID` header into a stream request.
+fn parse(
+    kind: &str,
+    topic: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<StreamRequest, ApiError> {
+    const KNOWN: &[&str] = &["from", "key", "group", "typed", "lastEventId"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown query parameter `{unknown}`; this route takes {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let from = match params.get("from").map(String::as_str) {
+        None | Some("latest") => StartFrom::Latest,
+        Some("earliest") => StartFrom::Earliest,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "from=`{other}`: must be `earliest` or `latest`"
+            )))
+        }
+    };
+    let typed = match params.get("typed").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "typed=`{other}`: must be `true` or `false`"
+            )))
+        }
+    };
+    let key = params.get("key").filter(|k| !k.is_empty()).cloned();
+    let group = params.get("group").filter(|g| !g.is_empty()).cloned();
+    if let Some(group) = &group {
+        validate_topic(group).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "group=`{group}`: a group name is 1-249 characters of [A-Za-z0-9._-]"
+            ))
+        })?;
+    }
+    // Last-Event-ID (sent by EventSource on reconnect) wins over ?lastEventId= (set by a page
+    // resuming from a saved position), and a cursor wins over ?from=.
+    let header_cursor = match headers.get("last-event-id") {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::BadRequest("Last-Event-ID is not a sidebus cursor (not ASCII)".into())
+        })?),
+        None => None,
+    }
+    .map(str::trim)
+    .filter(|c| !c.is_empty());
+    let cursor = header_cursor.or_else(|| {
+        params
+            .get("lastEventId")
+            .map(|c| c.trim())
+            .filter(|c| !c.is_empty())
+    });
+    StreamRequest::new(kind, topic, cursor, from, key, group, typed).map_err(ApiError::BadRequest)
+}
+
+/// Whether `Accept` names `text/event-stream` (with a non-zero quality).
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case(EVENT_STREAM) && !zero
+        })
+}
+
+/// The CORS layer of the route, when `sse.allowed_origins` names any.
+pub fn cors(settings: &SseConfig) -> Option<CorsLayer> {
+    let origin = if settings.allow_any_origin {
+        AllowOrigin::any()
+    } else if settings.allowed_origins.is_empty() {
+        return None;
+    } else {
+        AllowOrigin::list(settings.allowed_origins.iter().cloned())
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::GET])
+            .allow_headers([
+                header::ACCEPT,
+                header::AUTHORIZATION,
+                header::CACHE_CONTROL,
+                header::HeaderName::from_static("last-event-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// An error answer of this route: an [`ApiError`], or a problem only this route has.
+enum Refusal {
+    Api(ApiError),
+    Custom {
+        status: StatusCode,
+        problem: Problem,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Refusal {
+    fn custom(status: StatusCode, slug: &str, title: &str, detail: &str) -> Self {
+        Refusal::Custom {
+            status,
+            problem: Problem {
+                problem_type: format!("urn:sidebus:problem:{slug}"),
+                title: title.to_string(),
+                status: status.as_u16(),
+                detail: detail.to_string(),
+            },
+            retry_after: None,
+        }
+    }
+
+    fn retry_after(mut self, delay: Duration) -> Self {
+        if let Refusal::Custom { retry_after, .. } = &mut self {
+            *retry_after = Some(delay);
+        }
+        self
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, problem, retry_after) = match self {
+            Refusal::Api(e) => return e.into_response(),
+            Refusal::Custom {
+                status,
+                problem,
+                retry_after,
+            } => (status, problem, retry_after),
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem always serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(delay) = retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(delay.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn accept_must_name_the_event_stream() {
+        assert!(accepts_event_stream(&accept("text/event-stream")));
+        assert!(accepts_event_stream(&accept(
+            "application/json, Text/Event-Stream;q=0.5"
+        )));
+        assert!(!accepts_event_stream(&accept("*/*")));
+        assert!(!accepts_event_stream(&accept("text/event-stream;q=0")));
+        assert!(!accepts_event_stream(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_header_cursor_wins_over_the_parameter() {
+        let newer = sse::Position::Memory(9).encode("t");
+        let older = sse::Position::Memory(3).encode("t");
+        let mut headers = accept(EVENT_STREAM);
+        headers.insert("last-event-id", newer.parse().unwrap());
+        let params = HashMap::from([
+            ("lastEventId".to_string(), older.clone()),
+            ("from".to_string(), "earliest".to_string()),
+        ]);
+        let request = parse("memory", "t", &params, &headers).unwrap();
+        assert_eq!(request.start, sse::Start::Cursor(sse::Position::Memory(9)));
+        let request = parse("memory", "t", &params, &accept(EVENT_STREAM)).unwrap();
+        assert_eq!(request.start, sse::Start::Cursor(sse::Position::Memory(3)));
+        let bad = HashMap::from([("from".to_string(), "middle".to_string())]);
+        assert!(parse("memory", "t", &bad, &HeaderMap::new()).is_err());
+        let unknown = HashMap::from([("form".to_string(), "earliest".to_string())]);
+        assert!(parse("memory", "t", &unknown, &HeaderMap::new()).is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! `/v1/subscriptions`: webhook subscriptions managed at runtime.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::delivery::{RegistryError, SubscriptionSpec};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Spec(_) => ApiError::BadRequest(e.to_string()),
+            RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RegistryError::FromConfig(_) => ApiError::Conflict(e.to_string()),
+            RegistryError::Persist { .. } => ApiError::StateUnwritable(e.to_string()),
+        }
+    }
+}
+
+/// `PUT /v1/subscriptions/{name}`: create (201) or replace (200); the same spec again is a no-op.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<SubscriptionSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(spec) = body.map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("a subscription is application/json".into())
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge("the subscription body exceeds limits.max_body".into())
+        }
+        other => ApiError::BadRequest(format!("invalid subscription: {}", other.body_text())),
+    })?;
+    if spec.name.as_deref().is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest(
+            "subscription field `name`: must match the name in the path (or be left out)".into(),
+        ));
+    }
+    if !state.config().access.may_subscribe(&spec.topic) {
+        return Err(ApiError::Forbidden(format!(
+            "subscribing to topic `{}` is not allowed (access.subscribe)",
+            spec.topic
+        )));
+    }
+    let created = state.subscriptions().put(&name, spec)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(state.subscriptions().get(&name)?)).into_response())
+}
+
+/// `GET /v1/subscriptions`.
+pub async fn list(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "subscriptions": state.subscriptions().list() })).into_response()
+}
+
+/// `GET /v1/subscriptions/{name}`: the spec (secret redacted) and live status.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.subscriptions().get(&name)?).into_response())
+}
+
+/// `DELETE /v1/subscriptions/{name}`: stops it; what was in flight goes back to the broker.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.subscriptions().delete(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/subscriptions/{name}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.subscriptions().set_paused(&name, true)?;
+    Ok(Json(state.subscriptions().get(&name)?).into_response())
+}
+
+/// `POST /v1/subscriptions/{name}/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.subscriptions().set_paused(&name, false)?;
+    Ok(Json(state.subscriptions().get(&name)?).into_response())
+}

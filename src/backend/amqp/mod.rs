@@ -1,0 +1,331 @@
+//! AMQP 0-9-1 (RabbitMQ): a topic is a durable exchange; events are published persistent, with
+//! publisher confirms and `mandatory`, so an unroutable message is a failure. A supervisor task
+//! owns the connection and remakes it after an outage; consumers ([`consume`]) open their own
+//! channels on the current connection and re-establish them after it is remade.
+
+mod consume;
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::sync::{watch, Notify};
+
+use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use super::{
+    fail_all, Acks, Backend, BackendSettings, BrokerStatus, Health, Outbound, Position,
+    PublishError, PublishResult,
+};
+use crate::config::AmqpConfig;
+
+/// AMQP `delivery_mode` for messages that survive a broker restart.
+const PERSISTENT: u8 = 2;
+
+struct Shared {
+    url: String,
+    exchange_kind: ExchangeKind,
+    channel: Mutex<Option<Channel>>,
+    /// The current connection, for consumers to open their channels on; `None` while down.
+    connection: watch::Sender<Option<Arc<Connection>>>,
+    declared: Mutex<HashSet<String>>,
+    health: Health,
+    /// Wakes the supervisor to check the connection after a failed publish.
+    check: Notify,
+}
+
+/// An AMQP 0-9-1 broker.
+pub struct AmqpBackend {
+    shared: Arc<Shared>,
+    ack_timeout: Duration,
+    /// Dropping it stops the supervisor.
+    _stop: watch::Sender<()>,
+}
+
+impl AmqpBackend {
+    /// Starts the supervisor that connects in the background and reconnects after failures.
+    pub fn start(name: &str, config: &AmqpConfig, settings: &BackendSettings) -> Self {
+        let exchange_kind = match config.exchange_kind.as_str() {
+            "topic" => ExchangeKind::Topic,
+            "direct" => ExchangeKind::Direct,
+            "headers" => ExchangeKind::Headers,
+            _ => ExchangeKind::Fanout,
+        };
+        let shared = Arc::new(Shared {
+            url: config.url.clone(),
+            exchange_kind,
+            channel: Mutex::new(None),
+            connection: watch::Sender::new(None),
+            declared: Mutex::new(HashSet::new()),
+            health: Health::default(),
+            check: Notify::new(),
+        });
+        let (stop, stopped) = watch::channel(());
+        tokio::spawn(supervise(name.to_string(), shared.clone(), stopped));
+        Self {
+            shared,
+            ack_timeout: settings.ack_timeout,
+            _stop: stop,
+        }
+    }
+
+    fn channel(&self) -> Option<Channel> {
+        self.shared
+            .channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|c| c.status().connected())
+    }
+
+    async fn ensure_exchange(&self, channel: &Channel, topic: &str) -> Result<(), PublishError> {
+        if self
+            .shared
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(topic)
+        {
+            return Ok(());
+        }
+        channel
+            .exchange_declare(
+                ShortString::from(topic),
+                self.shared.exchange_kind.clone(),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                self.shared.check.notify_one();
+                PublishError::Rejected(format!("declaring exchange {topic}: {e}"))
+            })?;
+        self.shared
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string());
+        Ok(())
+    }
+}
+
+async fn open(url: &str) -> lapin::Result<(Arc<Connection>, Channel)> {
+    let connection = Arc::new(Connection::connect(url, ConnectionProperties::default()).await?);
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok((connection, channel))
+}
+
+async fn supervise(name: String, shared: Arc<Shared>, mut stopped: watch::Receiver<()>) {
+    let mut failures: u32 = 0;
+    loop {
+        let connection = tokio::select! {
+            _ = stopped.changed() => return,
+            opened = open(&shared.url) => opened,
+        };
+        match connection {
+            Ok((connection, channel)) => {
+                failures = 0;
+                tracing::info!(broker = %name, "amqp connected");
+                let mut events = connection.events_listener();
+                *shared.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
+                shared.connection.send_replace(Some(connection.clone()));
+                shared.health.up();
+                let reason = loop {
+                    tokio::select! {
+                        _ = stopped.changed() => {
+                            shared.connection.send_replace(None);
+                            let _ = connection.close(200, "sidebus stopping".into()).await;
+                            return;
+                        }
+                        event = events.next() => match event {
+                            Some(lapin::Event::Error(e)) => break e.to_string(),
+                            None => break "connection closed".to_string(),
+                            Some(_) => {}
+                        },
+                        _ = shared.check.notified() => {
+                            if !connection.status().connected() {
+                                break "connection lost".to_string();
+                            }
+                            if let Err(e) = reopen_channel(&connection, &shared).await {
+                                break format!("reopening channel: {e}");
+                            }
+                        }
+                    }
+                };
+                *shared.channel.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                shared.connection.send_replace(None);
+                shared
+                    .declared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                shared.health.down(format!("amqp: {reason}"));
+                tracing::warn!(broker = %name, %reason, "amqp connection lost; reconnecting");
+            }
+            Err(e) => {
+                shared.health.down(format!("amqp: connecting: {e}"));
+                failures = failures.saturating_add(1);
+            }
+        }
+        let delay = Duration::from_millis((100u64 << failures.min(6)).min(5000));
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Replaces a channel the broker closed (e.g. after a refused declare) on a live connection.
+async fn reopen_channel(connection: &Connection, shared: &Shared) -> lapin::Result<()> {
+    let healthy = shared
+        .channel
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|c| c.status().connected());
+    if healthy {
+        return Ok(());
+    }
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    *shared.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
+    shared
+        .declared
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    Ok(())
+}
+
+fn properties(out: &Outbound) -> BasicProperties {
+    let event = &out.event;
+    let mut headers = FieldTable::default();
+    for (name, value) in event.header_attributes() {
+        headers.insert(
+            ShortString::from(format!("ce-{name}")),
+            AMQPValue::LongString(LongString::from(value)),
+        );
+    }
+    let mut props = BasicProperties::default()
+        .with_message_id(ShortString::from(event.id.as_str()))
+        .with_delivery_mode(PERSISTENT)
+        .with_headers(headers);
+    if let Some(ct) = &event.datacontenttype {
+        props = props.with_content_type(ShortString::from(ct.as_str()));
+    }
+    props
+}
+
+#[async_trait::async_trait]
+impl Backend for AmqpBackend {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn send(&self, batch: Vec<Outbound>) -> Acks {
+        let Some(channel) = self.channel() else {
+            self.shared.check.notify_one();
+            let reason = self
+                .shared
+                .health
+                .status()
+                .last_error
+                .unwrap_or_else(|| "not connected yet".into());
+            return fail_all(batch.len(), PublishError::Unavailable(reason));
+        };
+        let mut topics: Vec<&str> = batch.iter().map(|o| &*o.topic).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            if let Err(e) = self.ensure_exchange(&channel, topic).await {
+                return fail_all(batch.len(), e);
+            }
+        }
+        let mut pending = Vec::with_capacity(batch.len());
+        for out in &batch {
+            let routing_key = out.event.partition_key().unwrap_or(&out.topic);
+            let published = channel
+                .basic_publish(
+                    ShortString::from(&*out.topic),
+                    ShortString::from(routing_key),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    &out.event.data,
+                    properties(out),
+                )
+                .await;
+            if published.is_err() {
+                self.shared.check.notify_one();
+            }
+            pending.push(published);
+        }
+        let ack_timeout = self.ack_timeout;
+        let n = batch.len();
+        Box::pin(async move {
+            let confirms = async {
+                let mut results: Vec<PublishResult> = Vec::with_capacity(pending.len());
+                for p in pending {
+                    let confirmation = match p {
+                        Ok(confirm) => confirm.await,
+                        Err(e) => Err(e),
+                    };
+                    results.push(match confirmation {
+                        Ok(Confirmation::Ack(None)) => Ok(Position::default()),
+                        Ok(Confirmation::Ack(Some(returned))) => {
+                            Err(PublishError::Rejected(format!(
+                                "unroutable: no queue is bound to exchange {} ({} {})",
+                                returned.delivery.exchange,
+                                returned.reply_code,
+                                returned.reply_text
+                            )))
+                        }
+                        Ok(Confirmation::Nack(_)) => Err(PublishError::Rejected(
+                            "the broker nacked the message".into(),
+                        )),
+                        Ok(Confirmation::NotRequested) => Ok(Position::default()),
+                        Err(e) => Err(PublishError::Unavailable(e.to_string())),
+                    });
+                }
+                results
+            };
+            match tokio::time::timeout(ack_timeout, confirms).await {
+                Ok(results) => results,
+                Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); n],
+            }
+        })
+    }
+
+    fn status(&self) -> BrokerStatus {
+        let mut status = self.shared.health.status();
+        status.connected = status.connected && self.channel().is_some();
+        status
+    }
+
+    async fn subscribe(&self, spec: GroupSpec) -> Result<Consumer, ConsumeError> {
+        consume::subscribe(self.shared.clone(), spec).await
+    }
+
+    async fn read_from(&self, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {
+        consume::read_from(self.shared.clone(), topic, from).await
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,171 @@
+//! Broker adapters behind one trait. A backend knows its broker's client library and nothing of
+//! HTTP; the pipeline hands it batches and gets back one result per event, in input order.
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+pub mod consume;
+mod health;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::config::BrokerConfig;
+use crate::event::Event;
+use consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+
+pub use health::{BrokerStatus, Health};
+
+/// An event on its way to a topic.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Destination topic (Kafka topic, NATS subject, AMQP exchange).
+    pub topic: Arc<str>,
+    /// The event.
+    pub event: Event,
+}
+
+/// Where the broker stored an event; which fields are set depends on the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    /// Kafka partition (0 for the memory broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Kafka or memory-broker offset within the partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// JetStream stream sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// JetStream stream the event was stored in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// The broker recognised the event id as a duplicate and stored nothing new.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Why the broker did not take an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker cannot be reached now; retrying later should work (503).
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered and refused the event (502).
+    #[error("broker rejected the event: {0}")]
+    Rejected(String),
+    /// No acknowledgement arrived in time; the event may or may not be stored (504).
+    #[error("broker acknowledgement timed out after {0:?}")]
+    Timeout(Duration),
+    /// The topic is not valid on this broker (400).
+    #[error("{0}")]
+    InvalidTopic(String),
+}
+
+/// The result of one event.
+pub type PublishResult = Result<Position, PublishError>;
+
+/// Acknowledgements of a sent batch, resolving to one result per event in input order.
+pub type Acks = BoxFuture<'static, Vec<PublishResult>>;
+
+/// A broker adapter.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The config `kind`.
+    fn kind(&self) -> &'static str;
+
+    /// Hands `batch` to the broker client in order, and returns the future of the broker's
+    /// acknowledgements. Sending is sequential so per-key order holds across batches; awaiting
+    /// the returned acks may overlap with later sends.
+    async fn send(&self, batch: Vec<Outbound>) -> Acks;
+
+    /// Whether the broker is reachable and the last error seen.
+    fn status(&self) -> BrokerStatus;
+
+    /// Joins consumer group `spec.group` on `spec.topic`: each event goes to one member of the
+    /// group and must be settled; unsettled events come back (at-least-once).
+    async fn subscribe(&self, spec: GroupSpec) -> Result<Consumer, ConsumeError> {
+        let _ = spec;
+        Err(ConsumeError::Unsupported(format!(
+            "{} brokers cannot be subscribed to yet",
+            self.kind()
+        )))
+    }
+
+    /// Reads `topic` from a position without a group; nothing is committed, the position is the
+    /// reader's own.
+    async fn read_from(&self, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {
+        let _ = (topic, from);
+        Err(ConsumeError::Unsupported(format!(
+            "{} brokers cannot be read from a position",
+            self.kind()
+        )))
+    }
+
+    /// Checks a topic name against broker-specific rules beyond the common ones.
+    fn check_topic(&self, _topic: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Lets tests and in-process callers reach the concrete backend.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Results for a batch that failed as a whole.
+pub fn fail_all(n: usize, error: PublishError) -> Acks {
+    Box::pin(futures::future::ready(vec![Err(error); n]))
+}
+
+/// Settings every backend shares, taken from the top-level config.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    /// How long to wait for a broker acknowledgement.
+    pub ack_timeout: Duration,
+    /// Idempotency window: the JetStream duplicate window of streams sidebus creates.
+    pub dedup_window: Duration,
+}
+
+/// Builds the backend for a broker. It never waits for the broker: a broker that is down at
+/// startup is reported not ready and connected to in the background.
+pub async fn build(
+    name: &str,
+    config: &BrokerConfig,
+    settings: &BackendSettings,
+) -> Result<Arc<dyn Backend>, BuildError> {
+    Ok(match config {
+        BrokerConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c.retention)),
+        #[cfg(feature = "kafka")]
+        BrokerConfig::Kafka(c) => Arc::new(kafka::KafkaBackend::new(name, c, settings)?),
+        #[cfg(feature = "nats")]
+        BrokerConfig::Nats(c) => Arc::new(nats::NatsBackend::connect(name, c, settings).await?),
+        #[cfg(feature = "amqp")]
+        BrokerConfig::Amqp(c) => Arc::new(amqp::AmqpBackend::start(name, c, settings)),
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(BuildError {
+                broker: name.to_string(),
+                reason: format!(
+                    "this sidebus was built without the `{}` cargo feature",
+                    other.kind()
+                ),
+            })
+        }
+    })
+}
+
+/// A backend could not be set up from its configuration (not a connection failure).
+#[derive(Debug, thiserror::Error)]
+#[error("broker `{broker}`: {reason}")]
+pub struct BuildError {
+    /// Broker name.
+    pub broker: String,
+    /// What is wrong.
+    pub reason: String,
+}

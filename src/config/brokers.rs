@@ -1,0 +1,214 @@
+//! The brokers sidebus talks to (`[brokers.<name>]`): one settings struct per `kind`, and
+//! their validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, positive, ConfigError};
+use crate::topic::validate_topic;
+
+/// One broker, chosen by `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BrokerConfig {
+    /// The embedded in-process broker: no setup, nothing survives a restart.
+    Memory(MemoryConfig),
+    /// Apache Kafka (or any Kafka-protocol broker) through librdkafka.
+    Kafka(KafkaConfig),
+    /// NATS JetStream.
+    Nats(NatsConfig),
+    /// AMQP 0-9-1, e.g. RabbitMQ.
+    Amqp(AmqpConfig),
+}
+
+impl BrokerConfig {
+    /// The `kind` string as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerConfig::Memory(_) => "memory",
+            BrokerConfig::Kafka(_) => "kafka",
+            BrokerConfig::Nats(_) => "nats",
+            BrokerConfig::Amqp(_) => "amqp",
+        }
+    }
+}
+
+/// Settings of the embedded memory broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Events kept per topic; older ones are dropped so memory stays bounded.
+    pub retention: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self { retention: 100_000 }
+    }
+}
+
+/// Settings of a Kafka broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Create topics on first use with these settings; without it topics must exist.
+    #[serde(default)]
+    pub create_topics: Option<CreateTopics>,
+    /// Any librdkafka property (TLS, SASL, compression, ...), passed through unchanged.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// How sidebus creates Kafka topics that do not exist yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopics {
+    /// Partitions of a created topic.
+    pub partitions: i32,
+    /// Replication factor of a created topic.
+    pub replication_factor: i32,
+}
+
+/// Settings of a NATS JetStream broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Create a stream `SIDEBUS_<topic>` for a topic no stream captures (default true).
+    #[serde(default = "yes")]
+    pub create_streams: bool,
+    /// User name for user/password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password for user/password authentication.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Token authentication.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Path of a `.creds` file (JWT + NKey).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for TLS.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key for mutual TLS.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Settings of an AMQP 0-9-1 broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://user:pass@host:port/vhost` (or `amqps://`).
+    pub url: String,
+    /// Type of the exchange declared for a topic: fanout, topic, direct or headers.
+    #[serde(default = "default_exchange_kind")]
+    pub exchange_kind: String,
+}
+
+fn default_exchange_kind() -> String {
+    "fanout".into()
+}
+
+/// Checks one broker's settings; `name` is its key under `[brokers]`.
+pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), ConfigError> {
+    if validate_topic(name).is_err() {
+        return Err(invalid(
+            format!("brokers.{name}"),
+            "a broker name is 1-249 characters of [A-Za-z0-9._-]",
+        ));
+    }
+    let key = |field: &str| format!("brokers.{name}.{field}");
+    match broker {
+        BrokerConfig::Memory(m) => positive(&key("retention"), m.retention),
+        BrokerConfig::Kafka(k) => {
+            if k.bootstrap_servers.trim().is_empty() {
+                return Err(invalid(key("bootstrap_servers"), "must not be empty"));
+            }
+            if let Some(c) = &k.create_topics {
+                if c.partitions < 1 {
+                    return Err(invalid(
+                        key("create_topics.partitions"),
+                        "must be at least 1",
+                    ));
+                }
+                if c.replication_factor < 1 {
+                    return Err(invalid(
+                        key("create_topics.replication_factor"),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        BrokerConfig::Nats(n) => {
+            for url in n.url.split(',') {
+                let url = url.trim();
+                let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                    .iter()
+                    .any(|s| url.starts_with(s))
+                    || !url.contains("://");
+                if url.is_empty() || !scheme_ok {
+                    return Err(invalid(
+                        key("url"),
+                        format!("`{url}` is not a nats:// or tls:// URL"),
+                    ));
+                }
+            }
+            if n.tls_cert_file.is_some() != n.tls_key_file.is_some() {
+                return Err(invalid(
+                    key("tls_cert_file"),
+                    "tls_cert_file and tls_key_file go together",
+                ));
+            }
+            Ok(())
+        }
+        BrokerConfig::Amqp(a) => {
+            if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {
+                return Err(invalid(key("url"), "must start with amqp:// or amqps://"));
+            }
+            if !["fanout", "topic", "direct", "headers"].contains(&a.exchange_kind.as_str()) {
+                return Err(invalid(
+                    key("exchange_kind"),
+                    "must be one of fanout, topic, direct, headers",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::parse;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[brokers.x]\nkind = \"nats\"\nurl = \"nats://a\"\nurll = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let err = parse("[brokers.a]\nkind = \"redis\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis"), "{err}");
+    }
+}

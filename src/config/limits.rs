@@ -1,0 +1,72 @@
+//! Request and queue limits (`limits = { ... }`).
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, positive, ConfigError};
+
+/// Request and queue limits (`limits = { ... }`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Largest request body accepted (413 beyond it).
+    pub max_body: ByteSize,
+    /// Largest single event payload accepted (413 beyond it).
+    pub max_event: ByteSize,
+    /// Most entries in one batch request (413 beyond it).
+    pub max_batch: usize,
+    /// Events a broker's pipeline holds, queued or awaiting acknowledgement, before publishes get 429.
+    pub pipeline_depth: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body: ByteSize::mib(4),
+            max_event: ByteSize::mib(1),
+            max_batch: 1000,
+            pipeline_depth: 65536,
+        }
+    }
+}
+
+/// Validated limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Largest event payload in bytes.
+    pub max_event: usize,
+    /// Most entries in a batch request.
+    pub max_batch: usize,
+    /// Events a broker's pipeline may hold.
+    pub pipeline_depth: usize,
+}
+
+impl RawLimits {
+    /// Checks the limits against each other and converts sizes to bytes.
+    pub(super) fn validate(&self) -> Result<Limits, ConfigError> {
+        positive("limits.max_batch", self.max_batch)?;
+        positive("limits.pipeline_depth", self.pipeline_depth)?;
+        if self.pipeline_depth < self.max_batch {
+            return Err(invalid(
+                "limits.pipeline_depth",
+                "must be at least limits.max_batch, or a full batch could never be taken",
+            ));
+        }
+        positive("limits.max_body", self.max_body.as_u64() as usize)?;
+        positive("limits.max_event", self.max_event.as_u64() as usize)?;
+        if self.max_event > self.max_body {
+            return Err(invalid(
+                "limits.max_event",
+                "must not exceed limits.max_body",
+            ));
+        }
+        Ok(Limits {
+            max_body: self.max_body.as_u64() as usize,
+            max_event: self.max_event.as_u64() as usize,
+            max_batch: self.max_batch,
+            pipeline_depth: self.pipeline_depth,
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! The set of running subscriptions: from the config, and created at runtime through the API
+//! (persisted in `state_dir/subscriptions.json` so they survive a restart).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::spec::{validate_name, SpecError, SubscriptionSpec};
+use super::status::{Status, StatusView};
+use super::webhook::request::SigningKey;
+use super::webhook::{self, RunState, Worker};
+use crate::state::Broker;
+
+/// Where a subscription was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `[[subscriptions]]` in the config file: read-only through the API.
+    Config,
+    /// `PUT /v1/subscriptions/{name}`.
+    Runtime,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// No subscription has that name.
+    #[error("no subscription named `{0}`")]
+    NotFound(String),
+    /// The subscription comes from the config file.
+    #[error("subscription `{0}` is declared in the config file; change it there")]
+    FromConfig(String),
+    /// The state directory could not be written.
+    #[error("saving subscriptions to {path}: {source}")]
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+struct Entry {
+    spec: SubscriptionSpec,
+    origin: Origin,
+    status: Arc<Status>,
+    control: Arc<watch::Sender<RunState>>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.control.send_replace(RunState::Stopped);
+    }
+}
+
+/// A subscription as shown by the API.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    /// Name.
+    pub name: String,
+    /// Where it was declared.
+    pub origin: Origin,
+    /// The spec, secret redacted.
+    #[serde(flatten)]
+    pub spec: SubscriptionSpec,
+    /// Live status.
+    pub status: StatusView,
+}
+
+/// What is persisted per runtime subscription.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    spec: SubscriptionSpec,
+    paused: bool,
+}
+
+/// All subscriptions of this sidecar.
+pub struct Registry {
+    brokers: Arc<BTreeMap<String, Broker>>,
+    http: reqwest::Client,
+    file: PathBuf,
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Registry {
+    /// An empty registry persisting to `state_dir/subscriptions.json`.
+    pub fn new(brokers: Arc<BTreeMap<String, Broker>>, state_dir: PathBuf) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("an HTTP client with default TLS builds");
+        Arc::new(Self {
+            brokers,
+            http,
+            file: state_dir.join("subscriptions.json"),
+            entries: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Starts the config's subscriptions and the runtime ones saved by an earlier run.
+    pub fn start(
+        self: &Arc<Self>,
+        from_config: Vec<SubscriptionSpec>,
+    ) -> Result<(), RegistryError> {
+        for mut spec in from_config {
+            let name = spec.name.take().unwrap_or_default();
+            self.insert(&name, spec, Origin::Config, false)?;
+        }
+        let saved: BTreeMap<String, Saved> = match std::fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(file = %self.file.display(), error = %e, "ignoring unreadable saved subscriptions");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        for (name, saved) in saved {
+            if let Err(e) = self.insert(&name, saved.spec, Origin::Runtime, saved.paused) {
+                tracing::error!(subscription = %name, error = %e, "saved subscription no longer valid");
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, name: &str, spec: &SubscriptionSpec) -> Result<(), SpecError> {
+        validate_name(name)?;
+        spec.validate(|b| self.brokers.contains_key(b))
+    }
+
+    fn insert(
+        self: &Arc<Self>,
+        name: &str,
+        mut spec: SubscriptionSpec,
+        origin: Origin,
+        paused: bool,
+    ) -> Result<(), RegistryError> {
+        spec.name = None;
+        self.validate(name, &spec)?;
+        let broker = &self.brokers[&spec.broker];
+        let status = Status::new(name, paused);
+        let initial = if paused {
+            RunState::Paused
+        } else {
+            RunState::Running
+        };
+        let control = Arc::new(watch::channel(initial).0);
+        let worker = Arc::new(Worker {
+            name: Arc::from(name),
+            key: spec.secret.as_deref().and_then(SigningKey::from_secret),
+            limiter: spec
+                .rate_limit
+                .and_then(std::num::NonZeroU32::new)
+                .map(|r| governor::RateLimiter::direct(governor::Quota::per_second(r))),
+            spec: Arc::new(spec.clone()),
+            http: self.http.clone(),
+            pipeline: broker.pipeline.clone(),
+            status: status.clone(),
+            control: control.clone(),
+        });
+        tokio::spawn(webhook::run(worker, broker.backend.clone()));
+        if origin == Origin::Runtime {
+            // A pause the dispatcher decides (410 Gone) is saved like one asked through the API.
+            let mut changes = control.subscribe();
+            let registry = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let state = *changes.borrow_and_update();
+                    if state == RunState::Stopped {
+                        return;
+                    }
+                    if let Some(registry) = registry.upgrade() {
+                        if let Err(e) = registry.persist() {
+                            tracing::error!(error = %e, "saving subscriptions");
+                        }
+                    }
+                }
+            });
+        }
+        let previous = self.lock().insert(
+            name.to_string(),
+            Entry {
+                spec,
+                origin,
+                status,
+                control,
+            },
+        );
+        drop(previous);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates or replaces runtime subscription `name`; true when it was created.
+    pub fn put(
+        self: &Arc<Self>,
+        name: &str,
+        mut spec: SubscriptionSpec,
+    ) -> Result<bool, RegistryError> {
+        spec.name = None;
+        self.validate(name, &spec)?;
+        let existed = match self.lock().get(name) {
+            Some(e) if e.origin == Origin::Config => {
+                return Err(RegistryError::FromConfig(name.into()))
+            }
+            Some(e) if e.spec == spec => return Ok(false),
+            Some(_) => true,
+            None => false,
+        };
+        self.insert(name, spec, Origin::Runtime, false)?;
+        self.persist()?;
+        Ok(!existed)
+    }
+
+    /// Stops and forgets runtime subscription `name`.
+    pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        let removed = {
+            let mut entries = self.lock();
+            match entries.get(name) {
+                None => return Err(RegistryError::NotFound(name.into())),
+                Some(e) if e.origin == Origin::Config => {
+                    return Err(RegistryError::FromConfig(name.into()))
+                }
+                Some(_) => entries.remove(name),
+            }
+        };
+        drop(removed);
+        self.persist()
+    }
+
+    /// Pauses (`true`) or resumes subscription `name`.
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), RegistryError> {
+        {
+            let entries = self.lock();
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| RegistryError::NotFound(name.into()))?;
+            let state = if paused {
+                RunState::Paused
+            } else {
+                RunState::Running
+            };
+            entry.control.send_replace(state);
+            entry.status.set_paused(paused);
+        }
+        self.persist()
+    }
+
+    /// One subscription.
+    pub fn get(&self, name: &str) -> Result<SubscriptionView, RegistryError> {
+        self.lock()
+            .get(name)
+            .map(|e| view(name, e))
+            .ok_or_else(|| RegistryError::NotFound(name.into()))
+    }
+
+    /// Every subscription, by name.
+    pub fn list(&self) -> Vec<SubscriptionView> {
+        self.lock().iter().map(|(n, e)| view(n, e)).collect()
+    }
+
+    /// Stops every subscription (shutdown).
+    pub fn stop_all(&self) {
+        for entry in self.lock().values() {
+            entry.control.send_replace(RunState::Stopped);
+        }
+    }
+
+    fn persist(&self) -> Result<(), RegistryError> {
+        let saved: BTreeMap<String, Saved> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.origin == Origin::Runtime)
+            .map(|(name, e)| {
+                let paused = *e.control.borrow() == RunState::Paused;
+                (
+                    name.clone(),
+                    Saved {
+                        spec: e.spec.clone(),
+                        paused,
+                    },
+                )
+            })
+            .collect();
+        let persist_error = |source| RegistryError::Persist {
+            path: self.file.clone(),
+            source,
+        };
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir).map_err(persist_error)?;
+        }
+        let tmp = self.file.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&saved).expect("specs serialise");
+        std::fs::write(&tmp, bytes).map_err(persist_error)?;
+        std::fs::rename(&tmp, &self.file).map_err(persist_error)
+    }
+}
+
+fn view(name: &str, e: &Entry) -> SubscriptionView {
+    SubscriptionView {
+        name: name.to_string(),
+        origin: e.origin,
+        spec: e.spec.redacted(),
+        status: e.status.view(),
+    }
+}

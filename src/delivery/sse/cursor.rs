@@ -1,0 +1,385 @@
+//! The SSE resume cursor: the `id:` of every event, opaque to clients, encoding the position
+//! itself so any sidebus instance can resume from it without server-side state.
+//!
+//! Layout (version 1), then base64url without padding:
+//!
+//! ```text
+//! 0x01                       version
+//! kind                       1 = memory, 2 = JetStream, 3 = Kafka
+//! fnv1a32(topic), 4 bytes BE guards against a cursor of another topic
+//! memory, JetStream:         varint next offset / next stream sequence
+//! Kafka:                     varint n, then n × (varint partition, varint next offset),
+//!                            partitions strictly ascending
+//! ```
+//!
+//! Nothing may follow; anything malformed, of another version, broker kind or topic is an error,
+//! never a silent replay from somewhere else.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use crate::backend::consume::ReadFrom;
+
+const VERSION: u8 = 1;
+const KIND_MEMORY: u8 = 1;
+const KIND_JETSTREAM: u8 = 2;
+const KIND_KAFKA: u8 = 3;
+/// Most partitions a Kafka cursor may name (a bound on decoding work, far above real topics).
+pub const MAX_PARTITIONS: usize = 100_000;
+/// Longest cursor text accepted.
+pub const MAX_LEN: usize = 2 * 1024 * 1024;
+
+/// A position in one topic: the next event to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// Memory broker: next offset.
+    Memory(u64),
+    /// NATS JetStream: next stream sequence.
+    JetStream(u64),
+    /// Kafka: next offset of every partition.
+    Kafka(BTreeMap<i32, i64>),
+}
+
+impl Position {
+    /// The broker kind (`Backend::kind`) the position belongs to.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Position::Memory(_) => "memory",
+            Position::JetStream(_) => "nats",
+            Position::Kafka(_) => "kafka",
+        }
+    }
+
+    /// Where a reader resumes from this position.
+    pub fn read_from(&self) -> ReadFrom {
+        match self {
+            Position::Memory(next) | Position::JetStream(next) => ReadFrom::Sequence(*next),
+            Position::Kafka(next) => ReadFrom::Offsets(next.clone()),
+        }
+    }
+
+    /// Moves past an event at `partition`/`offset`.
+    pub fn advance(&mut self, partition: i32, offset: i64) {
+        match self {
+            Position::Memory(next) | Position::JetStream(next) => {
+                *next = (*next).max(offset.max(0) as u64 + 1);
+            }
+            Position::Kafka(next) => {
+                let slot = next.entry(partition).or_insert(0);
+                *slot = (*slot).max(offset + 1);
+            }
+        }
+    }
+
+    /// The cursor text for `topic`.
+    pub fn encode(&self, topic: &str) -> String {
+        let mut out = Vec::with_capacity(16);
+        out.push(VERSION);
+        out.push(match self {
+            Position::Memory(_) => KIND_MEMORY,
+            Position::JetStream(_) => KIND_JETSTREAM,
+            Position::Kafka(_) => KIND_KAFKA,
+        });
+        out.extend_from_slice(&fnv1a32(topic).to_be_bytes());
+        match self {
+            Position::Memory(next) | Position::JetStream(next) => put_varint(&mut out, *next),
+            Position::Kafka(next) => {
+                put_varint(&mut out, next.len() as u64);
+                for (partition, offset) in next {
+                    put_varint(&mut out, *partition as u64);
+                    put_varint(&mut out, *offset as u64);
+                }
+            }
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// Reads a cursor given for `topic` on a broker of kind `kind`.
+    pub fn decode(text: &str, kind: &str, topic: &str) -> Result<Self, CursorError> {
+        if text.is_empty() || text.len() > MAX_LEN {
+            return Err(CursorError::Malformed);
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| CursorError::Malformed)?;
+        let mut input = bytes.as_slice();
+        let version = take(&mut input, 1)?[0];
+        if version != VERSION {
+            return Err(CursorError::Version(version));
+        }
+        let cursor_kind = match take(&mut input, 1)?[0] {
+            KIND_MEMORY => "memory",
+            KIND_JETSTREAM => "nats",
+            KIND_KAFKA => "kafka",
+            _ => return Err(CursorError::Malformed),
+        };
+        let hash = u32::from_be_bytes(take(&mut input, 4)?.try_into().expect("4 bytes"));
+        let position = match cursor_kind {
+            "memory" => Position::Memory(get_varint(&mut input)?),
+            "nats" => Position::JetStream(get_varint(&mut input)?),
+            _ => {
+                let n = get_varint(&mut input)?;
+                if n as usize > MAX_PARTITIONS {
+                    return Err(CursorError::Malformed);
+                }
+                let mut next = BTreeMap::new();
+                let mut last: Option<i32> = None;
+                for _ in 0..n {
+                    let partition = i32::try_from(get_varint(&mut input)?)
+                        .map_err(|_| CursorError::Malformed)?;
+                    let offset = i64::try_from(get_varint(&mut input)?)
+                        .map_err(|_| CursorError::Malformed)?;
+                    if last.is_some_and(|l| partition <= l) {
+                        return Err(CursorError::Malformed);
+                    }
+                    last = Some(partition);
+                    next.insert(partition, offset);
+                }
+                Position::Kafka(next)
+            }
+        };
+        if !input.is_empty() {
+            return Err(CursorError::Malformed);
+        }
+        if cursor_kind != kind {
+            return Err(CursorError::Foreign(format!(
+                "it is a {} cursor and this broker is {kind}",
+                kind_name(cursor_kind)
+            )));
+        }
+        if hash != fnv1a32(topic) {
+            return Err(CursorError::Foreign(format!(
+                "it was issued for another topic than `{topic}`"
+            )));
+        }
+        Ok(position)
+    }
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "memory" => "memory-broker",
+        "nats" => "JetStream",
+        _ => "Kafka",
+    }
+}
+
+/// Why a cursor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    /// Not a sidebus cursor at all (truncated, altered, not base64url).
+    #[error("the cursor is malformed; use the `id` of an event this route sent")]
+    Malformed,
+    /// A cursor format this sidebus does not know.
+    #[error("the cursor has version {0}, which this sidebus does not know")]
+    Version(u8),
+    /// A well-formed cursor of another broker kind or topic.
+    #[error("the cursor does not belong here: {0}")]
+    Foreign(String),
+}
+
+/// FNV-1a, 32 bits: stable across builds and platforms, unlike the std hasher.
+fn fnv1a32(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn get_varint(input: &mut &[u8]) -> Result<u64, CursorError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = take(input, 1)?[0];
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return Err(CursorError::Malformed);
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            // Only the shortest encoding is valid, so every position has one cursor text.
+            if byte == 0 && shift > 0 {
+                return Err(CursorError::Malformed);
+            }
+            return Ok(value);
+        }
+    }
+    Err(CursorError::Malformed)
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CursorError> {
+    if input.len() < n {
+        return Err(CursorError::Malformed);
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(position: Position, topic: &str) {
+        let text = position.encode(topic);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text}"
+        );
+        assert_eq!(
+            Position::decode(&text, position.kind(), topic),
+            Ok(position)
+        );
+    }
+
+    /// A small deterministic generator (xorshift), so the property runs without extra crates.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Values spread over every magnitude, edges included.
+        fn number(&mut self) -> u64 {
+            match self.next() % 8 {
+                0 => 0,
+                1 => u64::MAX >> (self.next() % 64),
+                _ => self.next() >> (self.next() % 64),
+            }
+        }
+    }
+
+    #[test]
+    fn every_position_round_trips() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..5000 {
+            let topic = format!("t.{}", rng.next() % 1000);
+            let position = match i % 3 {
+                0 => Position::Memory(rng.number()),
+                1 => Position::JetStream(rng.number()),
+                _ => Position::Kafka(
+                    (0..rng.next() % 70)
+                        .map(|_| {
+                            (
+                                (rng.number() & i32::MAX as u64) as i32,
+                                (rng.number() & i64::MAX as u64) as i64,
+                            )
+                        })
+                        .collect(),
+                ),
+            };
+            round_trip(position, &topic);
+        }
+        round_trip(Position::Kafka(BTreeMap::new()), "empty");
+        round_trip(Position::Memory(u64::MAX), "max");
+    }
+
+    #[test]
+    fn cursors_are_short() {
+        let kafka = Position::Kafka(BTreeMap::from([(0, 17), (1, 16), (2, 17)]));
+        assert!(
+            kafka.encode("orders").len() <= 20,
+            "{}",
+            kafka.encode("orders")
+        );
+        assert!(Position::JetStream(21).encode("orders").len() <= 12);
+    }
+
+    #[test]
+    fn a_cursor_of_another_kind_or_topic_is_foreign() {
+        let text = Position::JetStream(5).encode("orders");
+        assert!(matches!(
+            Position::decode(&text, "kafka", "orders"),
+            Err(CursorError::Foreign(_))
+        ));
+        assert!(matches!(
+            Position::decode(&text, "memory", "orders"),
+            Err(CursorError::Foreign(_))
+        ));
+        assert!(matches!(
+            Position::decode(&text, "nats", "payments"),
+            Err(CursorError::Foreign(_))
+        ));
+        assert_eq!(
+            Position::decode(&text, "nats", "orders"),
+            Ok(Position::JetStream(5))
+        );
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        let good = Position::Kafka(BTreeMap::from([(0, 3), (2, 9)])).encode("t");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&good)
+            .unwrap();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        let mut unordered = raw[..6].to_vec();
+        unordered.extend_from_slice(&[2, 2, 0, 1, 0]);
+        let mut overlong = raw[..6].to_vec();
+        overlong.extend_from_slice(&[0x80, 0x00]);
+        let mut too_big = vec![1, 1];
+        too_big.extend_from_slice(&fnv1a32("t").to_be_bytes());
+        too_big.extend_from_slice(&[0xff; 10]);
+        let mut negative_partition = raw[..6].to_vec();
+        negative_partition.extend_from_slice(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0]);
+        for bad in [
+            String::new(),
+            "not a cursor".into(),
+            "42".into(),
+            format!("{good}="),
+            good[..good.len() - 1].to_string(),
+            b64(&trailing),
+            b64(&unordered),
+            b64(&overlong),
+            b64(&too_big),
+            b64(&negative_partition),
+            b64(&[1, 9, 0, 0, 0, 0, 0]),
+            "x".repeat(MAX_LEN + 1),
+        ] {
+            let got = Position::decode(&bad, "kafka", "t");
+            assert_eq!(got, Err(CursorError::Malformed), "{bad:.80}");
+        }
+        let mut future = raw.clone();
+        future[0] = 2;
+        assert_eq!(
+            Position::decode(&b64(&future), "kafka", "t"),
+            Err(CursorError::Version(2))
+        );
+        // Every single-byte change is refused or decodes to a different, still valid position
+        // of the same topic; none panics.
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut flipped = raw.clone();
+                flipped[i] ^= 1 << bit;
+                let _ = Position::decode(&b64(&flipped), "kafka", "t");
+            }
+        }
+    }
+
+    #[test]
+    fn positions_advance_past_delivered_events() {
+        let mut memory = Position::Memory(0);
+        memory.advance(0, 41);
+        assert_eq!(memory.read_from(), ReadFrom::Sequence(42));
+        let mut kafka = Position::Kafka(BTreeMap::from([(0, 5), (1, 0)]));
+        kafka.advance(1, 7);
+        kafka.advance(2, 0);
+        kafka.advance(0, 3); // older than the position: no step back
+        assert_eq!(
+            kafka.read_from(),
+            ReadFrom::Offsets(BTreeMap::from([(0, 5), (1, 8), (2, 1)]))
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Delivering one event (or one batch) to the endpoint: attempts, backoff, `Retry-After`,
+//! dead-lettering, and settling with the broker.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use backon::BackoffBuilder;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::outcome::{self, Outcome};
+use super::request::{self, SigningKey};
+use super::RunState;
+use crate::backend::consume::Delivery;
+use crate::backend::Outbound;
+use crate::delivery::spec::SubscriptionSpec;
+use crate::delivery::status::Status;
+use crate::event::Event;
+use crate::pipeline::Pipeline;
+
+/// A rate limiter shared by a subscription's deliveries.
+pub type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Everything a subscription's deliveries share.
+pub struct Worker {
+    /// Subscription name.
+    pub name: Arc<str>,
+    /// Its spec.
+    pub spec: Arc<SubscriptionSpec>,
+    /// The HTTP client (connection pool shared by all subscriptions).
+    pub http: reqwest::Client,
+    /// Signing key, when the spec has a secret.
+    pub key: Option<SigningKey>,
+    /// The pipeline of the subscription's broker, for dead letters.
+    pub pipeline: Pipeline,
+    /// Live counters.
+    pub status: Arc<Status>,
+    /// Rate limit, when the spec has one.
+    pub limiter: Option<Limiter>,
+    /// Running / paused / stopped; a 410 from the endpoint switches it to paused.
+    pub control: Arc<watch::Sender<RunState>>,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Acknowledged: delivered, dead-lettered or dropped.
+    Settled,
+    /// Given back to the broker because the subscription paused or stopped.
+    Returned,
+}
+
+impl Worker {
+    fn running(&self) -> bool {
+        *self.control.borrow() == RunState::Running
+    }
+
+    /// Delivers `deliveries` (one, or a batch) until an outcome is final, then settles them.
+    pub async fn deliver(&self, deliveries: Vec<Delivery>) -> Ended {
+        let span = tracing::debug_span!(
+            "deliver",
+            subscription = %self.name,
+            id = %deliveries.first().map_or("", |d| d.event.id.as_str()),
+            events = deliveries.len(),
+            traceparent = deliveries.first().and_then(|d| d.event.extension("traceparent")).unwrap_or(""),
+        );
+        self.deliver_traced(deliveries).instrument(span).await
+    }
+
+    async fn deliver_traced(&self, deliveries: Vec<Delivery>) -> Ended {
+        if !self.running() {
+            return give_back(deliveries).await;
+        }
+        let started = Instant::now();
+        let events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
+        let mut request = request::build(&events, self.spec.content_mode);
+        let retry = &self.spec.retry;
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(retry.initial_backoff)
+            .with_max_delay(retry.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut control = self.control.subscribe();
+        let mut attempt = 0u32;
+        let (reason, status) = loop {
+            attempt += 1;
+            if let (Some(limiter), Some(n)) =
+                (&self.limiter, NonZeroU32::new(deliveries.len() as u32))
+            {
+                let _ = limiter.until_n_ready(n).await;
+            }
+            request.stamp(self.key.as_ref(), chrono::Utc::now().timestamp());
+            let sent = self
+                .http
+                .post(&self.spec.endpoint)
+                .headers(request.headers.clone())
+                .body(request.body.clone())
+                .timeout(self.spec.timeout)
+                .send()
+                .await;
+            let verdict = match sent {
+                Ok(response) => {
+                    let verdict = outcome::from_response(response.status(), response.headers());
+                    // Reading the (small) body lets the connection be reused.
+                    let _ = response.bytes().await;
+                    verdict
+                }
+                Err(e) => outcome::from_error(&e),
+            };
+            match verdict {
+                Outcome::Delivered => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    for d in deliveries {
+                        if let Err(e) = d.settle.ack().await {
+                            self.status
+                                .error(&format!("acknowledging {}: {e}", d.event.id));
+                        }
+                        self.status.delivered(seconds);
+                    }
+                    return Ended::Settled;
+                }
+                Outcome::Pause => {
+                    self.status
+                        .error("endpoint answered 410 Gone; subscription paused");
+                    self.status.set_paused(true);
+                    self.control.send_if_modified(|state| {
+                        let running = *state == RunState::Running;
+                        if running {
+                            *state = RunState::Paused;
+                        }
+                        running
+                    });
+                    return give_back(deliveries).await;
+                }
+                Outcome::Permanent { reason, status } => break (reason, Some(status)),
+                Outcome::Retry {
+                    after,
+                    reason,
+                    status,
+                } => {
+                    if attempt >= retry.max_attempts {
+                        break (reason, status);
+                    }
+                    self.status.retried(&reason);
+                    let delay =
+                        after.unwrap_or_else(|| backoff.next().unwrap_or(retry.max_backoff));
+                    let interrupted = tokio::select! {
+                        _ = tokio::time::sleep(delay) => false,
+                        _ = control.wait_for(|s| *s != RunState::Running) => true,
+                    };
+                    if interrupted {
+                        return give_back(deliveries).await;
+                    }
+                }
+            }
+        };
+        for d in deliveries {
+            self.dead_letter(d, &reason, status, attempt).await;
+        }
+        Ended::Settled
+    }
+
+    /// Publishes a failed event to the dead-letter topic (acknowledging the original only once
+    /// that publish is acknowledged), or drops and counts it when there is none.
+    async fn dead_letter(&self, d: Delivery, reason: &str, status: Option<u16>, attempts: u32) {
+        let Some(topic) = &self.spec.dead_letter else {
+            if let Err(e) = d.settle.ack().await {
+                self.status
+                    .error(&format!("acknowledging {}: {e}", d.event.id));
+            }
+            self.status.failed(reason, false);
+            return;
+        };
+        let mut event = d.event.clone();
+        let mut set = |name: &str, value: String| event.set_extension(name, value);
+        set("sidebuserrorreason", reason.to_string());
+        if let Some(status) = status {
+            set("sidebuserrorstatus", status.to_string());
+        }
+        set("sidebuserrorattempts", attempts.to_string());
+        set("sidebuserrorsubscription", self.name.to_string());
+        set("sidebuserrortopic", d.topic.to_string());
+        set("sidebuserrorposition", d.spot.to_string());
+        let published = match self.pipeline.submit(
+            vec![Outbound {
+                topic: Arc::from(topic.as_str()),
+                event,
+            }],
+            true,
+        ) {
+            Ok(Some(waiting)) => match waiting.await {
+                Ok(mut results) => {
+                    results
+                        .pop()
+                        .unwrap_or(Err(crate::backend::PublishError::Unavailable(
+                            "no result".into(),
+                        )))
+                }
+                Err(_) => Err(crate::backend::PublishError::Unavailable("stopping".into())),
+            },
+            Ok(None) => unreachable!("a waiting submit returns a receiver"),
+            Err(e) => Err(crate::backend::PublishError::Unavailable(e.to_string())),
+        };
+        match published {
+            Ok(_) => {
+                if let Err(e) = d.settle.ack().await {
+                    self.status
+                        .error(&format!("acknowledging {}: {e}", d.event.id));
+                }
+                self.status.failed(reason, true);
+            }
+            Err(e) => {
+                self.status.error(&format!(
+                    "dead-letter publish to {topic} failed ({e}); the event will be redelivered"
+                ));
+                let _ = d.settle.nack().await;
+            }
+        }
+    }
+}
+
+async fn give_back(deliveries: Vec<Delivery>) -> Ended {
+    for d in deliveries {
+        let _ = d.settle.nack().await;
+    }
+    Ended::Returned
+}

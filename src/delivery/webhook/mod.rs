@@ -1,0 +1,198 @@
+//! The webhook dispatcher of one subscription: consumes from the broker and delivers each event
+//! to the endpoint with the subscription's ordering and concurrency.
+
+pub mod attempt;
+pub mod outcome;
+pub mod request;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::backend::consume::{Consumer, Delivery, GroupSpec};
+use crate::backend::Backend;
+use crate::delivery::spec::{ContentMode, Ordering};
+
+pub use attempt::Worker;
+
+/// Whether a subscription delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Consuming and delivering.
+    Running,
+    /// Not consuming; what was in flight went back to the broker.
+    Paused,
+    /// Deleted or shutting down.
+    Stopped,
+}
+
+/// Delay before consuming again after the consumer could not start.
+const RESUBSCRIBE: Duration = Duration::from_secs(1);
+
+/// Runs a subscription until it is stopped.
+pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
+    let mut control = worker.control.subscribe();
+    loop {
+        let state = *control.borrow_and_update();
+        match state {
+            RunState::Stopped => return,
+            RunState::Paused => {
+                worker.status.set_paused(true);
+                if control.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            RunState::Running => worker.status.set_paused(false),
+        }
+        let spec = &worker.spec;
+        let subscribed = backend
+            .subscribe(GroupSpec {
+                topic: spec.topic.clone(),
+                group: spec.group_or(&worker.name).to_string(),
+                start: spec.start,
+                max_in_flight: spec.max_in_flight,
+            })
+            .await;
+        match subscribed {
+            Ok(consumer) => {
+                worker.status.set_failing(false);
+                worker.status.set_lag(Some(consumer.lag.clone()));
+                pump(&worker, consumer, &mut control).await;
+                worker.status.set_lag(None);
+            }
+            Err(e) => {
+                worker.status.set_failing(true);
+                worker.status.error(&format!("cannot consume: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(RESUBSCRIBE) => {}
+                    _ = control.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Events queued behind the one being delivered, per ordering lane.
+type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)>>>>;
+
+/// Delivers what `consumer` yields until it ends or the subscription leaves the running state;
+/// then waits until every delivery it started is settled.
+async fn pump(
+    worker: &Arc<Worker>,
+    mut consumer: Consumer,
+    control: &mut watch::Receiver<RunState>,
+) {
+    let spec = worker.spec.clone();
+    let permits = Arc::new(Semaphore::new(spec.max_in_flight));
+    let lanes: Lanes = Arc::default();
+    let mut tasks = JoinSet::new();
+    loop {
+        if *control.borrow() != RunState::Running {
+            break;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("never closed"),
+            _ = control.changed() => continue,
+        };
+        let next = tokio::select! {
+            next = consumer.deliveries.recv() => next,
+            _ = control.changed() => continue,
+        };
+        let delivery = match next {
+            None => break,
+            Some(Err(e)) => {
+                worker.status.set_failing(true);
+                worker.status.error(&format!("consuming: {e}"));
+                continue;
+            }
+            Some(Ok(d)) => d,
+        };
+        worker.status.in_flight(1);
+        if spec.content_mode == ContentMode::Batch {
+            let mut batch = vec![delivery];
+            let mut held = vec![permit];
+            while batch.len() < spec.max_batch {
+                let Ok(p) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                match consumer.deliveries.try_recv() {
+                    Ok(Ok(d)) => {
+                        worker.status.in_flight(1);
+                        batch.push(d);
+                        held.push(p);
+                    }
+                    _ => break,
+                }
+            }
+            let n = batch.len() as i64;
+            worker.deliver(batch).await;
+            worker.status.in_flight(-n);
+            drop(held);
+            continue;
+        }
+        let lane = match spec.ordering {
+            Ordering::None => None,
+            Ordering::Key => delivery.event.partition_key().map(|k| format!("k:{k}")),
+            Ordering::Partition => Some(format!("p:{}", delivery.spot.partition)),
+        };
+        match lane {
+            None => {
+                let worker = worker.clone();
+                tasks.spawn(async move {
+                    worker.deliver(vec![delivery]).await;
+                    worker.status.in_flight(-1);
+                    drop(permit);
+                });
+            }
+            Some(lane) => {
+                let mut queues = lanes.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(queue) = queues.get_mut(&lane) {
+                    queue.push_back((delivery, permit));
+                } else {
+                    queues.insert(lane.clone(), VecDeque::new());
+                    tasks.spawn(run_lane(
+                        worker.clone(),
+                        lanes.clone(),
+                        lane,
+                        (delivery, permit),
+                    ));
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(consumer.stop.take());
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Delivers one lane's events one after the other; the lane ends when its queue is empty.
+async fn run_lane(
+    worker: Arc<Worker>,
+    lanes: Lanes,
+    lane: String,
+    first: (Delivery, OwnedSemaphorePermit),
+) {
+    let mut current = first;
+    loop {
+        let (delivery, permit) = current;
+        worker.deliver(vec![delivery]).await;
+        worker.status.in_flight(-1);
+        drop(permit);
+        let next = {
+            let mut queues = lanes.lock().unwrap_or_else(|e| e.into_inner());
+            match queues.get_mut(&lane).and_then(VecDeque::pop_front) {
+                Some(next) => next,
+                None => {
+                    queues.remove(&lane);
+                    return;
+                }
+            }
+        };
+        current = next;
+    }
+}

@@ -1,0 +1,444 @@
+//! CloudEvents HTTP binding: binary mode, structured mode, JSON batch and NDJSON bodies.
+
+use std::fmt;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::de::{MapAccess, Visitor};
+use serde::Deserializer;
+use serde_json::value::RawValue;
+
+use super::{is_json_content_type, validate_attribute_name, Event, EventError, PARTITION_KEY};
+
+/// Payloads up to this size are copied out of the request buffer (see `Defaults::complete`).
+const COPY_BELOW: usize = 4096;
+
+/// Attribute values sidebus fills in when the publisher left them out.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// `source` for events without one (config `source`).
+    pub source: String,
+    /// `type` for events without one.
+    pub ty: &'static str,
+    /// Largest accepted payload (`limits.max_event`).
+    pub max_event: usize,
+    /// `?key=` on the request: the partition key of every event that has none.
+    pub partition_key: Option<String>,
+    /// `Idempotency-Key` on the request: events without an `id` get one derived from it, so a
+    /// retried request carries the same ids and brokers that dedup by id (JetStream) drop repeats.
+    pub id_seed: Option<String>,
+    /// W3C trace context of the request (`traceparent`, `tracestate`), given to events that
+    /// carry none; without one a new trace is started.
+    pub trace: Option<crate::trace::TraceContext>,
+}
+
+impl Defaults {
+    /// Fills absent attributes of the `index`-th event of a request and checks the payload size.
+    fn complete(&self, mut event: Event, index: usize) -> Result<Event, EventError> {
+        if event.data.len() > self.max_event {
+            return Err(EventError::TooLarge {
+                size: event.data.len(),
+                limit: self.max_event,
+            });
+        }
+        if event.data.len() <= COPY_BELOW {
+            // A small body is a slice of the connection's 8 KiB+ read buffer; holding it while
+            // the event waits for its broker would keep the whole buffer alive per event.
+            event.data = Bytes::copy_from_slice(&event.data);
+        }
+        if event.id.is_empty() {
+            event.id = match &self.id_seed {
+                Some(seed) => uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("{seed}/{index}").as_bytes(),
+                )
+                .to_string(),
+                None => uuid::Uuid::now_v7().to_string(),
+            };
+        }
+        if event.source.is_empty() {
+            event.source.clone_from(&self.source);
+        }
+        if event.ty.is_empty() {
+            event.ty = self.ty.to_string();
+        }
+        if event.time.is_none() {
+            event.time =
+                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        }
+        if event.extension("traceparent").is_none() {
+            let trace = self
+                .trace
+                .clone()
+                .unwrap_or_else(crate::trace::TraceContext::new_root);
+            event.set_extension("traceparent", trace.traceparent);
+            if let Some(state) = trace.tracestate {
+                event.set_extension("tracestate", state);
+            }
+        }
+        if let Some(key) = &self.partition_key {
+            if event.partition_key().is_none() {
+                event.extensions.push((PARTITION_KEY.into(), key.clone()));
+            }
+        }
+        Ok(event)
+    }
+}
+
+pub(super) fn empty_event(data: Bytes) -> Event {
+    Event {
+        id: String::new(),
+        source: String::new(),
+        ty: String::new(),
+        time: None,
+        datacontenttype: None,
+        dataschema: None,
+        subject: None,
+        extensions: Vec::new(),
+        data,
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> EventError {
+    EventError::Invalid(msg.into())
+}
+
+/// Sets a context attribute by name, validating its value; unknown names become extensions.
+pub(super) fn set_attribute(
+    event: &mut Event,
+    name: &str,
+    value: String,
+) -> Result<(), EventError> {
+    let non_empty = |v: String| {
+        if v.is_empty() {
+            Err(invalid(format!("attribute `{name}` must not be empty")))
+        } else {
+            Ok(v)
+        }
+    };
+    match name {
+        "specversion" => {
+            if value != super::SPEC_VERSION {
+                return Err(invalid(format!(
+                    "specversion `{value}` is not supported; use 1.0"
+                )));
+            }
+        }
+        "id" => event.id = non_empty(value)?,
+        "source" => event.source = non_empty(value)?,
+        "type" => event.ty = non_empty(value)?,
+        "time" => {
+            chrono::DateTime::parse_from_rfc3339(&value)
+                .map_err(|e| invalid(format!("time `{value}` is not RFC 3339: {e}")))?;
+            event.time = Some(value);
+        }
+        "subject" => event.subject = Some(value),
+        "dataschema" => event.dataschema = Some(non_empty(value)?),
+        "datacontenttype" => event.datacontenttype = Some(non_empty(value)?),
+        _ => {
+            validate_attribute_name(name)?;
+            event.set_extension(name, value);
+        }
+    }
+    Ok(())
+}
+
+/// Binary mode: the body is the data, `Content-Type` its type, attributes come from `ce-*`
+/// headers (percent-decoded as the HTTP binding prescribes).
+pub fn parse_binary(
+    headers: &HeaderMap,
+    body: Bytes,
+    defaults: &Defaults,
+) -> Result<Event, EventError> {
+    let mut event = empty_event(body);
+    for (name, value) in headers {
+        let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        if attr == "datacontenttype" {
+            return Err(invalid(
+                "in binary mode the data content type is the Content-Type header, not ce-datacontenttype",
+            ));
+        }
+        let raw = value
+            .to_str()
+            .map_err(|_| invalid(format!("header {name} is not visible ASCII")))?;
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| invalid(format!("header {name} is not UTF-8 once percent-decoded")))?;
+        set_attribute(&mut event, attr, decoded.into_owned())?;
+    }
+    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+        let ct = ct
+            .to_str()
+            .map_err(|_| invalid("Content-Type is not visible ASCII"))?;
+        event.datacontenttype = Some(ct.to_string());
+    }
+    defaults.complete(event, 0)
+}
+
+/// The members of a JSON object in their written order, values left unparsed.
+struct RawMembers<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a CloudEvent JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(RawMembers(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// A JSON attribute value as a string: strings unescaped, numbers and booleans as written,
+/// `null` as absent.
+fn attribute_value(name: &str, raw: &RawValue) -> Result<Option<String>, EventError> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .map(Some)
+            .map_err(|e| invalid(format!("attribute `{name}`: {e}"))),
+        Some(b'n') => Ok(None),
+        Some(b't' | b'f' | b'-' | b'0'..=b'9') => Ok(Some(text.to_string())),
+        _ => Err(invalid(format!(
+            "attribute `{name}` must be a string, number or boolean"
+        ))),
+    }
+}
+
+/// Structured mode: one CloudEvent as a JSON object (`data` or `data_base64`). `json` must lie
+/// within `body`, so JSON `data` is sliced out of the request body without a copy.
+pub fn parse_structured(
+    body: &Bytes,
+    json: &[u8],
+    defaults: &Defaults,
+    index: usize,
+) -> Result<Event, EventError> {
+    let RawMembers(members) = serde_json::from_slice(json)
+        .map_err(|e| invalid(format!("not a CloudEvent JSON object: {e}")))?;
+    let mut event = empty_event(Bytes::new());
+    let mut data: Option<&RawValue> = None;
+    let mut data_base64: Option<&RawValue> = None;
+    let mut has_specversion = false;
+    for (name, raw) in members {
+        match name.as_str() {
+            "data" => data = Some(raw),
+            "data_base64" => data_base64 = Some(raw),
+            _ => {
+                if let Some(value) = attribute_value(&name, raw)? {
+                    has_specversion |= name == "specversion";
+                    set_attribute(&mut event, &name, value)?;
+                }
+            }
+        }
+    }
+    if !has_specversion {
+        return Err(invalid(
+            "structured CloudEvent needs \"specversion\": \"1.0\"",
+        ));
+    }
+    match (data, data_base64) {
+        (Some(_), Some(_)) => return Err(invalid("only one of data and data_base64 may be set")),
+        (None, Some(raw)) => {
+            let text: String = serde_json::from_str(raw.get())
+                .map_err(|_| invalid("data_base64 must be a string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|e| invalid(format!("data_base64 is not base64: {e}")))?;
+            event.data = Bytes::from(bytes);
+        }
+        (Some(raw), None) if raw.get() != "null" => {
+            let content_type = event
+                .datacontenttype
+                .get_or_insert_with(|| "application/json".to_string());
+            event.data = if is_json_content_type(content_type) {
+                slice_of(body, raw.get().as_bytes())
+            } else {
+                match serde_json::from_str::<String>(raw.get()) {
+                    Ok(text) => Bytes::from(text),
+                    Err(_) => slice_of(body, raw.get().as_bytes()),
+                }
+            };
+        }
+        _ => {}
+    }
+    defaults.complete(event, index)
+}
+
+fn slice_of(body: &Bytes, part: &[u8]) -> Bytes {
+    let start = body.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    if at >= start && at + part.len() <= start + body.len() {
+        body.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+/// `application/cloudevents-batch+json`: a JSON array of structured events. A body that is not a
+/// JSON array fails as a whole; a malformed entry fails alone.
+pub fn parse_batch_json(
+    body: &Bytes,
+    defaults: &Defaults,
+) -> Result<Vec<Result<Event, EventError>>, EventError> {
+    let entries: Vec<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("batch body is not a JSON array: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| parse_structured(body, raw.get().as_bytes(), defaults, i))
+        .collect())
+}
+
+/// `application/x-ndjson`: one structured event per line; blank lines are skipped and a
+/// malformed line fails alone.
+pub fn parse_ndjson(body: &Bytes, defaults: &Defaults) -> Vec<Result<Event, EventError>> {
+    body.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .enumerate()
+        .map(|(i, line)| parse_structured(body, line, defaults, i))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            source: "sidebus://test".into(),
+            ty: "sidebus.event",
+            max_event: 1024,
+            partition_key: None,
+            id_seed: None,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn binary_fills_defaults_and_keeps_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        headers.insert("ce-subject", "caf%C3%A9".parse().unwrap());
+        headers.insert("ce-partitionkey", "k1".parse().unwrap());
+        let e = parse_binary(&headers, Bytes::from_static(b"hello"), &defaults()).unwrap();
+        assert_eq!(&e.data[..], b"hello");
+        assert_eq!(e.datacontenttype.as_deref(), Some("text/plain"));
+        assert_eq!(e.subject.as_deref(), Some("café"));
+        assert_eq!(e.partition_key(), Some("k1"));
+        assert_eq!(e.source, "sidebus://test");
+        assert_eq!(e.ty, "sidebus.event");
+        assert_eq!(uuid::Uuid::parse_str(&e.id).unwrap().get_version_num(), 7);
+        assert!(e.time.is_some());
+    }
+
+    #[test]
+    fn binary_rejects_bad_attributes() {
+        for (name, value) in [
+            ("ce-specversion", "0.3"),
+            ("ce-time", "yesterday"),
+            ("ce-id", ""),
+            ("ce-bad_name", "x"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            assert!(
+                parse_binary(&headers, Bytes::new(), &defaults()).is_err(),
+                "{name}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_event_is_too_large() {
+        let err = parse_binary(&HeaderMap::new(), Bytes::from(vec![0; 2000]), &defaults());
+        assert!(matches!(err, Err(EventError::TooLarge { size: 2000, .. })));
+    }
+
+    #[test]
+    fn structured_json_data_is_the_raw_json() {
+        let body = Bytes::from_static(
+            br#"{"specversion":"1.0","id":"a","source":"s","type":"t","n":5,"ok":true,"data":{"x": [1, 2]}}"#,
+        );
+        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        assert_eq!(&e.data[..], br#"{"x": [1, 2]}"#);
+        assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+        assert_eq!(e.extension("n"), Some("5"));
+        assert_eq!(e.extension("ok"), Some("true"));
+    }
+
+    #[test]
+    fn structured_text_and_base64() {
+        let body = Bytes::from_static(
+            br#"{"specversion":"1.0","datacontenttype":"text/plain","data":"hi \"there\""}"#,
+        );
+        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        assert_eq!(&e.data[..], b"hi \"there\"");
+        let body = Bytes::from_static(br#"{"specversion":"1.0","data_base64":"AAEC"}"#);
+        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        assert_eq!(&e.data[..], &[0, 1, 2]);
+    }
+
+    #[test]
+    fn structured_requires_specversion_and_valid_shapes() {
+        for body in [
+            r#"{"id":"a"}"#,
+            r#"[1]"#,
+            r#"{"specversion":"1.0","id":{"x":1}}"#,
+            r#"{"specversion":"1.0","data":1,"data_base64":"AA=="}"#,
+            r#"{"specversion":"1.0","data_base64":"!!"}"#,
+        ] {
+            let b = Bytes::from(body);
+            assert!(parse_structured(&b, &b, &defaults(), 0).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn idempotency_seed_gives_stable_ids() {
+        let d = Defaults {
+            id_seed: Some("key-1".into()),
+            ..defaults()
+        };
+        let a = parse_binary(&HeaderMap::new(), Bytes::new(), &d).unwrap();
+        let b = parse_binary(&HeaderMap::new(), Bytes::new(), &d).unwrap();
+        assert_eq!(a.id, b.id);
+    }
+
+    #[test]
+    fn batch_entries_fail_alone() {
+        let body = Bytes::from_static(
+            br#"[{"specversion":"1.0","data":1},{"nope":true},{"specversion":"1.0","data":2}]"#,
+        );
+        let results = parse_batch_json(&body, &defaults()).unwrap();
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        assert!(parse_batch_json(&Bytes::from_static(b"{\"a\":1}"), &defaults()).is_err());
+    }
+
+    #[test]
+    fn ndjson_lines_fail_alone() {
+        let body = Bytes::from_static(
+            b"{\"specversion\":\"1.0\",\"data\":1}\r\n\n{broken\n{\"specversion\":\"1.0\",\"data\":2}\n",
+        );
+        let results = parse_ndjson(&body, &defaults());
+        assert_eq!(results.len(), 3);
+        assert_eq!(&results[0].as_ref().unwrap().data[..], b"1");
+        assert!(results[1].is_err());
+        assert_eq!(&results[2].as_ref().unwrap().data[..], b"2");
+    }
+}

@@ -1,0 +1,94 @@
+//! sidebus: an HTTP-to-event-broker sidecar. Services POST CloudEvents to sidebus on localhost;
+//! a batching pipeline produces them to Kafka, NATS JetStream, AMQP or the embedded memory broker.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod event;
+pub mod pipeline;
+pub mod state;
+pub mod telemetry;
+pub mod topic;
+pub mod trace;
+
+use std::future::Future;
+
+pub use config::{Config, RawConfig};
+pub use state::AppState;
+
+/// The HTTP application over `state`; tests serve it on port 0.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// Why sidebus could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A broker's settings were refused by its client library.
+    #[error(transparent)]
+    Backend(#[from] backend::BuildError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+    /// Requests or events were still unfinished when `shutdown_grace` ran out.
+    #[error(
+        "shutdown took longer than shutdown_grace ({0:?}); unfinished events were not acknowledged"
+    )]
+    GraceExceeded(std::time::Duration),
+}
+
+/// Runs sidebus until `shutdown` resolves, then stops intake, lets requests in flight finish and
+/// waits until every accepted event has its broker result.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let addr = config.listen;
+    let grace = config.shutdown_grace;
+    let state = AppState::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })?;
+    tracing::info!(%addr, "sidebus listening");
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let streams = delivery::sse::Streams::new(state.config().sse.max_streams);
+    let app = api::router_with(state.clone(), streams.clone());
+    let stop_serving = async move {
+        shutdown.await;
+        let _ = signalled.send(true);
+        // SSE streams never end by themselves; graceful shutdown would wait for them.
+        streams.close();
+    };
+    let serve_then_drain = async {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_serving)
+            .await
+            .map_err(RunError::Serve)?;
+        state.drain().await;
+        Ok::<(), RunError>(())
+    };
+    let grace_over = async {
+        let _ = on_signal.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        finished = serve_then_drain => finished?,
+        _ = grace_over => {
+            tracing::warn!(?grace, "shutdown grace period over; exiting with work unfinished");
+            return Err(RunError::GraceExceeded(grace));
+        }
+    }
+    tracing::info!("sidebus stopped");
+    Ok(())
+}

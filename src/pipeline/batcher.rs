@@ -1,0 +1,169 @@
+//! The batcher task: groups submissions into batches, sends them to the backend one after the
+//! other (so order holds), and lets up to `max_in_flight_batches` await their acks at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Submission;
+use crate::backend::{Backend, PublishError, PublishResult};
+use crate::config::PipelineConfig;
+use crate::telemetry;
+
+/// Extra time the pipeline gives a backend past `ack_timeout` before answering 504 itself.
+const ACK_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a batch was flushed, for the flush-reason metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// `max_batch_events` reached.
+    Full,
+    /// `max_batch_bytes` reached.
+    Bytes,
+    /// Nothing more was queued (linger 0).
+    Idle,
+    /// The linger time ran out.
+    Linger,
+}
+
+impl Flush {
+    fn label(self) -> &'static str {
+        match self {
+            Flush::Full => "full",
+            Flush::Bytes => "bytes",
+            Flush::Idle => "idle",
+            Flush::Linger => "linger",
+        }
+    }
+}
+
+fn weight(submission: &Submission) -> usize {
+    submission.events.iter().map(|o| o.event.weight()).sum()
+}
+
+pub(super) async fn run(
+    broker: &'static str,
+    mut queue: mpsc::UnboundedReceiver<Submission>,
+    backend: Arc<dyn Backend>,
+    config: PipelineConfig,
+    depth_permits: Arc<Semaphore>,
+    depth: usize,
+) {
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight_batches));
+    let mut carried: Option<Submission> = None;
+    loop {
+        let first = match carried.take() {
+            Some(s) => s,
+            None => match queue.recv().await {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        let mut count = first.events.len();
+        let mut bytes = weight(&first);
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.linger;
+        let reason = loop {
+            if count >= config.max_batch_events {
+                break Flush::Full;
+            }
+            if bytes >= config.max_batch_bytes {
+                break Flush::Bytes;
+            }
+            let next = match queue.try_recv() {
+                Ok(s) => s,
+                Err(TryRecvError::Disconnected) => break Flush::Idle,
+                Err(TryRecvError::Empty) if config.linger.is_zero() => break Flush::Idle,
+                Err(TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, queue.recv()).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => break Flush::Idle,
+                        Err(_) => break Flush::Linger,
+                    }
+                }
+            };
+            if count + next.events.len() > config.max_batch_events {
+                carried = Some(next);
+                break Flush::Full;
+            }
+            count += next.events.len();
+            bytes += weight(&next);
+            batch.push(next);
+        };
+        metrics::counter!(telemetry::BATCH_FLUSHES, "broker" => broker, "reason" => reason.label())
+            .increment(1);
+        metrics::histogram!(telemetry::BATCH_SIZE, "broker" => broker).record(count as f64);
+        let slot = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let mut events = Vec::with_capacity(count);
+        let mut waiters = Vec::with_capacity(batch.len());
+        for submission in batch {
+            waiters.push((submission.reply, submission.events.len(), submission.permit));
+            events.extend(submission.events);
+        }
+        let span = tracing::debug_span!(
+            "batch_flush",
+            broker,
+            events = count,
+            reason = reason.label()
+        );
+        let acks = backend.send(events).instrument(span.clone()).await;
+        let depth_permits = depth_permits.clone();
+        let ack_timeout = config.ack_timeout;
+        tokio::spawn(async move {
+            let results = match tokio::time::timeout(ack_timeout + ACK_GRACE, acks).await {
+                Ok(results) if results.len() == count => results,
+                Ok(results) => {
+                    tracing::error!(broker = %broker, expected = count, got = results.len(), "backend returned the wrong number of results");
+                    vec![
+                        Err(PublishError::Rejected(
+                            "internal error: result count mismatch".into()
+                        ));
+                        count
+                    ]
+                }
+                Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); count],
+            };
+            record_outcomes(broker, &results);
+            let mut results = results.into_iter();
+            for (reply, n, permit) in waiters {
+                let mine: Vec<PublishResult> = results.by_ref().take(n).collect();
+                if let Some(reply) = reply {
+                    let _ = reply.send(mine);
+                }
+                drop(permit);
+            }
+            drop(slot);
+            metrics::gauge!(telemetry::PIPELINE_DEPTH, "broker" => broker)
+                .set((depth - depth_permits.available_permits()) as f64);
+        }.instrument(span));
+    }
+}
+
+fn record_outcomes(broker: &'static str, results: &[PublishResult]) {
+    let mut counts = [0u64; 5];
+    for r in results {
+        let i = match r {
+            Ok(_) => 0,
+            Err(PublishError::Unavailable(_)) => 1,
+            Err(PublishError::Rejected(_)) => 2,
+            Err(PublishError::Timeout(_)) => 3,
+            Err(PublishError::InvalidTopic(_)) => 4,
+        };
+        counts[i] += 1;
+    }
+    let labels = ["ok", "unavailable", "rejected", "timeout", "invalid_topic"];
+    for (label, n) in labels.iter().zip(counts) {
+        if n > 0 {
+            metrics::counter!(telemetry::PUBLISH_EVENTS, "broker" => broker, "outcome" => *label)
+                .increment(n);
+        }
+    }
+}

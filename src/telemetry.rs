@@ -1,0 +1,122 @@
+//! Metric names (all in one place) and the setup of metrics and logs.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Counter: publish HTTP requests by `broker`, `mode` (single|batch) and `status` (HTTP code).
+pub const PUBLISH_REQUESTS: &str = "sidebus_publish_requests_total";
+/// Counter: events through the pipeline by `broker` and `outcome`
+/// (ok|unavailable|rejected|timeout|invalid_topic).
+pub const PUBLISH_EVENTS: &str = "sidebus_publish_events_total";
+/// Histogram (seconds): from request arrival to response, by `broker` and `mode`.
+pub const PUBLISH_LATENCY: &str = "sidebus_publish_duration_seconds";
+/// Histogram: events per batch handed to a broker, by `broker`.
+pub const BATCH_SIZE: &str = "sidebus_batch_events";
+/// Counter: batches flushed by `broker` and `reason` (full|bytes|idle|linger).
+pub const BATCH_FLUSHES: &str = "sidebus_batch_flushes_total";
+/// Gauge: events held by a broker's pipeline (queued or awaiting acknowledgement), by `broker`.
+pub const PIPELINE_DEPTH: &str = "sidebus_pipeline_depth";
+/// Counter: publishes refused with 429 because the pipeline was full, by `broker`.
+pub const PIPELINE_REJECTED: &str = "sidebus_pipeline_rejected_total";
+/// Gauge: 1 when a broker is connected, 0 otherwise, by `broker`.
+pub const BROKER_CONNECTED: &str = "sidebus_broker_connected";
+
+/// Counter: webhook delivery attempts by `subscription` and `outcome` (delivered|retried|failed).
+pub const DELIVERY_ATTEMPTS: &str = "sidebus_delivery_attempts_total";
+/// Histogram (seconds): from the first attempt to the endpoint's 2xx, by `subscription`.
+pub const DELIVERY_LATENCY: &str = "sidebus_delivery_duration_seconds";
+/// Gauge: events being delivered, by `subscription`.
+pub const DELIVERY_IN_FLIGHT: &str = "sidebus_delivery_in_flight";
+/// Counter: events published to a dead-letter topic, by `subscription`.
+pub const DEAD_LETTERED: &str = "sidebus_dead_lettered_total";
+/// Gauge: events on the broker not yet received by a subscription, by `subscription`.
+pub const CONSUMER_LAG: &str = "sidebus_consumer_lag";
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns the handle that renders it.
+pub fn prometheus() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(BATCH_SIZE.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+                    )
+                })
+                .expect("static bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (embedding); rendering then shows ours empty.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            // Histogram samples accumulate until upkeep drains them; without it memory grows
+            // with every request when nobody scrapes /metrics.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("sidebus-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                })
+                .expect("spawning a thread");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        PUBLISH_REQUESTS,
+        "Publish HTTP requests by broker, mode and status"
+    );
+    describe_counter!(PUBLISH_EVENTS, "Events published by broker and outcome");
+    describe_histogram!(PUBLISH_LATENCY, Unit::Seconds, "Publish request latency");
+    describe_histogram!(
+        BATCH_SIZE,
+        Unit::Count,
+        "Events per batch handed to a broker"
+    );
+    describe_counter!(BATCH_FLUSHES, "Batches flushed by reason");
+    describe_gauge!(PIPELINE_DEPTH, "Events queued or awaiting acknowledgement");
+    describe_counter!(
+        PIPELINE_REJECTED,
+        "Publishes refused because the pipeline was full"
+    );
+    describe_gauge!(BROKER_CONNECTED, "1 when the broker is connected");
+    describe_counter!(DELIVERY_ATTEMPTS, "Webhook delivery attempts by outcome");
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time to a successful delivery"
+    );
+    describe_gauge!(DELIVERY_IN_FLIGHT, "Events being delivered");
+    describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
+    describe_gauge!(CONSUMER_LAG, "Events on the broker not yet received");
+}
+
+/// Sets up `tracing` logs: `RUST_LOG`-style filter from `SIDEBUS_LOG` (default `info`), JSON
+/// lines when `json` is true.
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIDEBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,323 @@
+//! Real brokers for tests: NATS JetStream and RabbitMQ on this machine, and a Kafka-protocol
+//! broker (librdkafka's mock cluster on loopback, or `SIDEBUS_TEST_KAFKA`).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// NATS URL: `SIDEBUS_TEST_NATS` or the machine's JetStream server.
+pub fn nats_url() -> String {
+    std::env::var("SIDEBUS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// AMQP URL: `SIDEBUS_TEST_AMQP` or the machine's RabbitMQ.
+pub fn amqp_url() -> String {
+    std::env::var("SIDEBUS_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A native NATS client; panics with how to start the server when it is not reachable.
+pub async fn nats_client() -> async_nats::Client {
+    let url = nats_url();
+    match async_nats::connect(&url).await {
+        Ok(client) => client,
+        Err(e) => panic!(
+            "NATS JetStream is not reachable at {url} ({e}); start it with: \
+             nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
+        ),
+    }
+}
+
+/// A native AMQP channel; panics with how to start RabbitMQ when it is not reachable.
+pub async fn amqp_channel() -> lapin::Channel {
+    let url = amqp_url();
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("RabbitMQ is not reachable at {url} ({e}); start it with: rabbitmq-server -detached")
+        });
+    let channel = connection.create_channel().await.unwrap();
+    // The connection lives as long as the channel is used; keep it out of Drop.
+    std::mem::forget(connection);
+    channel
+}
+
+/// Declares an exclusive queue bound to exchange `topic` (declared durable fanout, as sidebus
+/// does) and returns a consumer of it.
+pub async fn amqp_consumer(channel: &lapin::Channel, topic: &str) -> lapin::Consumer {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    channel
+        .exchange_declare(
+            topic.into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            topic.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Reads `n` deliveries, failing after 30 s.
+pub async fn amqp_read(consumer: &mut lapin::Consumer, n: usize) -> Vec<lapin::message::Delivery> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} AMQP messages arrived", out.len()));
+        out.push(next.expect("consumer open").expect("delivery"));
+    }
+    out
+}
+
+/// A Kafka-protocol broker for one test.
+pub struct Kafka {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+impl Kafka {
+    /// `SIDEBUS_TEST_KAFKA` when set, else a fresh librdkafka mock cluster of one broker.
+    pub fn start() -> Self {
+        match std::env::var("SIDEBUS_TEST_KAFKA") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Self {
+                bootstrap,
+                _mock: None,
+            },
+            _ => Self::start_mock(),
+        }
+    }
+
+    /// A fresh librdkafka mock cluster of one broker, even when `SIDEBUS_TEST_KAFKA` is set:
+    /// for tests that stop the broker.
+    pub fn start_mock() -> Self {
+        let mock = MockCluster::new(1).expect("librdkafka mock cluster starts");
+        Self {
+            bootstrap: mock.bootstrap_servers(),
+            _mock: Some(mock),
+        }
+    }
+
+    /// The mock cluster, when this is one.
+    pub fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
+        self._mock.as_ref()
+    }
+
+    /// Creates `topic` with `partitions` partitions (the mock cluster has no CreateTopics API,
+    /// so it is told directly).
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        if let Some(mock) = &self._mock {
+            mock.create_topic(topic, partitions, 1)
+                .expect("mock topic created");
+            return;
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Kafka at {} is not reachable: {e}", self.bootstrap));
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Reads `n` messages from the start of every partition of `topic`, failing after 30 s.
+    pub fn read(&self, topic: &str, partitions: i32, n: usize) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set(
+                "group.id",
+                format!("test-{}", uuid::Uuid::now_v7().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} Kafka messages arrived",
+                out.len()
+            );
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                out.push(message.expect("kafka message").detach());
+            }
+        }
+        out
+    }
+}
+
+/// The Kafka headers of `message` as (name, value) strings.
+pub fn kafka_headers(message: &OwnedMessage) -> Vec<(String, String)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A private nats-server with JetStream on a free loopback port, for tests that stop a broker.
+pub struct PrivateNats {
+    /// Its port.
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            port,
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as an outage would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("server running")
+            .id()
+            .to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = std::process::Command::new(&binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} ({e}); install it with: apt-get install nats-server")
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

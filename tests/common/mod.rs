@@ -1,0 +1,187 @@
+//! Shared integration-test helpers: start sidebus in-process on port 0 against real brokers.
+#![allow(dead_code)]
+
+pub mod brokers;
+pub mod process;
+pub mod proxy;
+pub mod receiver;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sidebus::{AppState, RawConfig};
+use tokio::sync::oneshot;
+
+/// A sidebus served on an ephemeral loopback port.
+pub struct TestServer {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// The listening address.
+    pub addr: SocketAddr,
+    /// The state behind the server, for reaching the memory broker.
+    pub state: AppState,
+    /// A keep-alive HTTP client.
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts sidebus with the TOML config `toml` and waits until every broker is ready.
+    pub async fn start(toml: &str) -> Self {
+        let server = Self::start_unready(toml).await;
+        server.wait_ready(Duration::from_secs(30)).await;
+        server
+    }
+
+    /// Starts sidebus without waiting for its brokers.
+    pub async fn start_unready(toml: &str) -> Self {
+        let config = RawConfig::from_toml(toml)
+            .expect("test config parses")
+            .validate()
+            .expect("test config is valid");
+        let state = AppState::build(config).await.expect("backends build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = sidebus::app(state.clone());
+        let served = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Polls `/readyz` until it answers 200, panicking with the last answer after `limit`.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let body = self.wait_readyz(limit, reqwest::StatusCode::OK).await;
+        assert!(body.is_ok(), "sidebus did not become ready: {body:?}");
+    }
+
+    /// Polls `/readyz` until it answers `status`; returns the last body as Err on timeout.
+    pub async fn wait_readyz(
+        &self,
+        limit: Duration,
+        status: reqwest::StatusCode,
+    ) -> Result<String, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let response = self.http.get(self.url("/readyz")).send().await.unwrap();
+            let got = response.status();
+            let body = response.text().await.unwrap();
+            if got == status {
+                return Ok(body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{got}: {body}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POSTs `body` to `path` with `headers`.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.expect("request reaches sidebus")
+    }
+
+    /// `PUT /v1/subscriptions/{name}` with `spec`, asserting success; returns the subscription.
+    pub async fn subscribe(&self, name: &str, spec: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .put(self.url(&format!("/v1/subscriptions/{name}")))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "PUT subscription {name}: {status} {body}"
+        );
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// GETs `path` and parses the JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches sidebus")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    /// Stops serving and drains the pipelines.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap();
+        }
+        self.state.drain().await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A topic name no other test run uses.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Asserts a problem+json response with `status`, returning its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status of {response:?}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:sidebus:problem:"),
+        "{body}"
+    );
+    assert!(!body["title"].as_str().unwrap().is_empty(), "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
+    body
+}

@@ -1,0 +1,79 @@
+//! The real `sidebus` binary as a child process, for tests of signals and crashes.
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A running `sidebus`; killed on drop so none outlives a failed test.
+pub struct Sidebus {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sidebus {
+    /// Starts the binary listening on `port`, with `--config` when given, in `dir`.
+    pub fn spawn(port: u16, config: Option<&std::path::Path>, dir: &std::path::Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidebus"));
+        command
+            .current_dir(dir)
+            .env("SIDEBUS_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        Self {
+            child: Some(command.spawn().expect("the sidebus binary runs")),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200, failing after 30 s.
+    pub async fn wait_ready(&self, http: &reqwest::Client) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match http.get(format!("{}/readyz", self.base)).send().await {
+                Ok(r) if r.status() == 200 => return,
+                _ if std::time::Instant::now() > deadline => panic!("sidebus did not become ready"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Sidebus {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
