@@ -81,7 +81,7 @@ pub struct SubscriptionSpec {
     /// Delivery ordering.
     #[serde(default)]
     pub ordering: Ordering,
-    /// Most events being delivered at once.
+    /// Most events being delivered at once; in batch mode, most batch requests at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Time allowed for one webhook request.
@@ -105,6 +105,33 @@ pub struct SubscriptionSpec {
     /// Most events per second delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+}
+
+/// The most unsettled events a consumer may hold: AMQP's prefetch is 16 bits.
+const MAX_UNSETTLED: usize = u16::MAX as usize;
+
+impl SubscriptionSpec {
+    /// Most events the broker hands out before any is settled (JetStream `max_ack_pending`, AMQP
+    /// prefetch, Kafka's pause threshold). In batch mode this leaves room for every batch in
+    /// flight and one more filling behind them, so batches reach `max_batch` instead of being
+    /// starved by the acknowledgements of the ones being delivered.
+    pub fn unsettled_limit(&self) -> usize {
+        match self.content_mode {
+            ContentMode::Batch => {
+                ((self.batches_in_flight() + 1) * self.max_batch).min(MAX_UNSETTLED)
+            }
+            ContentMode::Binary | ContentMode::Structured => self.max_in_flight,
+        }
+    }
+
+    /// Batch requests delivered at once: a batch spans keys and partitions, so only `ordering =
+    /// none` lets several overlap.
+    pub fn batches_in_flight(&self) -> usize {
+        match self.ordering {
+            Ordering::None => self.max_in_flight,
+            Ordering::Key | Ordering::Partition => 1,
+        }
+    }
 }
 
 fn default_max_in_flight() -> usize {

@@ -55,7 +55,7 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
                 topic: spec.topic.clone(),
                 group: spec.group_or(&worker.name).to_string(),
                 start: spec.start,
-                max_in_flight: spec.max_in_flight,
+                max_in_flight: spec.unsettled_limit(),
             })
             .await;
         match subscribed {
@@ -88,13 +88,21 @@ async fn pump(
     control: &mut watch::Receiver<RunState>,
 ) {
     let spec = worker.spec.clone();
-    let permits = Arc::new(Semaphore::new(spec.max_in_flight));
+    let permits = Arc::new(Semaphore::new(spec.unsettled_limit()));
+    let batch_requests = Arc::new(Semaphore::new(spec.batches_in_flight()));
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
     loop {
         if *control.borrow() != RunState::Running {
             break;
         }
+        let request = match spec.content_mode {
+            ContentMode::Batch => tokio::select! {
+                p = batch_requests.clone().acquire_owned() => Some(p.expect("never closed")),
+                _ = control.changed() => continue,
+            },
+            ContentMode::Binary | ContentMode::Structured => None,
+        };
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("never closed"),
             _ = control.changed() => continue,
@@ -113,7 +121,7 @@ async fn pump(
             Some(Ok(d)) => d,
         };
         worker.status.in_flight(1);
-        if spec.content_mode == ContentMode::Batch {
+        if let Some(request) = request {
             let mut batch = vec![delivery];
             let mut held = vec![permit];
             while batch.len() < spec.max_batch {
@@ -129,10 +137,14 @@ async fn pump(
                     _ => break,
                 }
             }
-            let n = batch.len() as i64;
-            worker.deliver(batch).await;
-            worker.status.in_flight(-n);
-            drop(held);
+            let worker = worker.clone();
+            tasks.spawn(async move {
+                let n = batch.len() as i64;
+                worker.deliver(batch).await;
+                worker.status.in_flight(-n);
+                drop((held, request));
+            });
+            while tasks.try_join_next().is_some() {}
             continue;
         }
         let lane = match spec.ordering {
