@@ -28,7 +28,7 @@ COPY benches ./benches
 # symbols stay, so panics still name their functions.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin sidebus \
+    cargo build --release --locked --features otlp --bin sidebus \
  && install -D -m 0755 target/release/sidebus /out/sidebus \
  && strip --strip-debug /out/sidebus
 

@@ -8,6 +8,8 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod pipeline;
 pub mod state;
 pub mod telemetry;

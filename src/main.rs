@@ -29,7 +29,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    sidebus::telemetry::init_logs(cli.log_json);
     let mut raw = sidebus::RawConfig::load(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         raw.listen = listen;
@@ -38,9 +37,10 @@ async fn main() -> anyhow::Result<()> {
         raw.state_dir = state_dir;
     }
     let config = raw.validate()?;
-    sidebus::run(config, shutdown_signal())
-        .await
-        .context("sidebus stopped with an error")
+    let tracing = sidebus::telemetry::init(cli.log_json, &config.telemetry)?;
+    let result = sidebus::run(config, shutdown_signal()).await;
+    tracing.shutdown();
+    result.context("sidebus stopped with an error")
 }
 
 async fn shutdown_signal() {

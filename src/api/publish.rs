@@ -19,6 +19,7 @@ use crate::event::{self, Defaults, Event, EventError};
 use crate::state::{AppState, Broker};
 use crate::telemetry;
 use crate::topic::validate_topic;
+use crate::trace::TraceContext;
 
 const STRUCTURED: &str = "application/cloudevents+json";
 const BATCH_JSON: &str = "application/cloudevents-batch+json";
@@ -76,6 +77,7 @@ fn prepare<'a>(
     topic: &str,
     params: PublishParams,
     headers: &HeaderMap,
+    trace: Option<TraceContext>,
     body: &Result<Bytes, BytesRejection>,
 ) -> Result<Request<'a>, ApiError> {
     let found = state
@@ -117,7 +119,7 @@ fn prepare<'a>(
             max_event: state.config().limits.max_event,
             partition_key: params.key.filter(|k| !k.is_empty()),
             id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
-            trace: crate::trace::from_headers(headers),
+            trace,
         },
     })
 }
@@ -256,17 +258,36 @@ fn observe(
         .record(started.elapsed().as_secs_f64());
 }
 
-/// Runs a publish inside its span and records its status and latency.
-async fn observed(
+/// The parts of a publish request its handlers share.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    state: &'a AppState,
+    broker: &'a str,
+    topic: &'a str,
+    uri: &'a axum::http::Uri,
+    headers: &'a HeaderMap,
+}
+
+/// Runs a publish inside its span and records its status and latency. `work` gets the trace
+/// context the events carry: the request's, continued by the span when spans are exported.
+async fn observed<F, Fut>(
     state: &AppState,
     broker: &str,
     topic: &str,
     mode: &'static str,
-    work: impl std::future::Future<Output = Result<Response, ApiError>>,
-) -> Response {
+    headers: &HeaderMap,
+    work: F,
+) -> Response
+where
+    F: FnOnce(Option<TraceContext>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
     let started = Instant::now();
-    let response = work
-        .instrument(tracing::debug_span!("publish", %broker, %topic, mode))
+    let span = tracing::debug_span!("publish", %broker, %topic, mode);
+    let incoming = crate::trace::from_headers(headers);
+    let trace = crate::trace::adopt(&span, incoming.as_ref()).or(incoming);
+    let response = work(trace)
+        .instrument(span)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     observe(state, broker, mode, started, &response);
@@ -282,20 +303,33 @@ pub async fn publish_one(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let work = publish_one_inner(&state, &broker, &topic, params, &uri, &headers, body);
-    observed(&state, &broker, &topic, "single", work).await
+    let call = Call {
+        state: &state,
+        broker: &broker,
+        topic: &topic,
+        uri: &uri,
+        headers: &headers,
+    };
+    observed(&state, &broker, &topic, "single", &headers, |trace| {
+        publish_one_inner(call, params, trace, body)
+    })
+    .await
 }
 
 async fn publish_one_inner(
-    state: &AppState,
-    broker: &str,
-    topic: &str,
+    call: Call<'_>,
     params: PublishParams,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
+    trace: Option<TraceContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = prepare(state, broker, topic, params, headers, &body)?;
+    let Call {
+        state,
+        broker,
+        topic,
+        uri,
+        headers,
+    } = call;
+    let request = prepare(state, broker, topic, params, headers, trace, &body)?;
     let body = body.expect("prepare rejects unreadable bodies");
     let event = match content_type(headers).as_str() {
         STRUCTURED => event::parse_structured(&body, &body, &request.defaults, 0)?,
@@ -343,20 +377,33 @@ pub async fn publish_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let work = publish_batch_inner(&state, &broker, &topic, params, &uri, &headers, body);
-    observed(&state, &broker, &topic, "batch", work).await
+    let call = Call {
+        state: &state,
+        broker: &broker,
+        topic: &topic,
+        uri: &uri,
+        headers: &headers,
+    };
+    observed(&state, &broker, &topic, "batch", &headers, |trace| {
+        publish_batch_inner(call, params, trace, body)
+    })
+    .await
 }
 
 async fn publish_batch_inner(
-    state: &AppState,
-    broker: &str,
-    topic: &str,
+    call: Call<'_>,
     params: PublishParams,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
+    trace: Option<TraceContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = prepare(state, broker, topic, params, headers, &body)?;
+    let Call {
+        state,
+        broker,
+        topic,
+        uri,
+        headers,
+    } = call;
+    let request = prepare(state, broker, topic, params, headers, trace, &body)?;
     let body = body.expect("prepare rejects unreadable bodies");
     let parsed: Vec<Result<Event, EventError>> = match content_type(headers).as_str() {
         BATCH_JSON => event::parse_batch_json(&body, &request.defaults)?,

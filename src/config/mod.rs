@@ -7,6 +7,7 @@ mod idempotency;
 mod limits;
 mod pipeline;
 mod sse;
+mod telemetry;
 
 pub use access::AccessConfig;
 pub use brokers::{AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig};
@@ -14,6 +15,7 @@ pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use sse::{RawSse, SseConfig};
+pub use telemetry::{OtlpConfig, OtlpProtocol, RawTelemetry, TelemetryConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -64,6 +66,7 @@ const CONFIG_KEYS: &[&str] = &[
     "access",
     "shutdown_grace",
     "sse",
+    "telemetry",
 ];
 
 /// The configuration file as written, before validation.
@@ -104,6 +107,9 @@ pub struct RawConfig {
     /// Server-Sent Events streams (`GET /v1/subscribe/{broker}/{topic}`).
     #[serde(default)]
     pub sse: RawSse,
+    /// Trace export to an OpenTelemetry collector (cargo feature `otlp`).
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 fn default_grace() -> Duration {
@@ -139,6 +145,7 @@ impl Default for RawConfig {
             access: AccessConfig::default(),
             shutdown_grace: default_grace(),
             sse: RawSse::default(),
+            telemetry: RawTelemetry::default(),
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Server-Sent Events settings.
     pub sse: SseConfig,
+    /// Trace export settings.
+    pub telemetry: TelemetryConfig,
 }
 
 impl RawConfig {
@@ -250,6 +259,7 @@ impl RawConfig {
                 .map_err(|e| invalid(key(&e.field), e.reason))?;
         }
         let sse = self.sse.validate()?;
+        let telemetry = self.telemetry.validate()?;
         Ok(Config {
             listen,
             state_dir: self.state_dir,
@@ -262,6 +272,7 @@ impl RawConfig {
             access: self.access,
             shutdown_grace: self.shutdown_grace,
             sse,
+            telemetry,
         })
     }
 }

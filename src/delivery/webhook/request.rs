@@ -116,7 +116,7 @@ pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
     // The delivery is a hop of the publisher's trace: same trace id, a new parent id.
     if let Some((n, v)) = first
         .extension("traceparent")
-        .and_then(crate::trace::TraceContext::child_of)
+        .and_then(crate::trace::hop)
         .and_then(|child| header("traceparent", &child))
     {
         headers.insert(n, v);
