@@ -173,6 +173,24 @@ impl Kafka {
 
     /// Reads `n` messages from the start of every partition of `topic`, failing after 30 s.
     pub fn read(&self, topic: &str, partitions: i32, n: usize) -> Vec<OwnedMessage> {
+        let mut out = Vec::with_capacity(n);
+        if n > 0 {
+            self.read_until(topic, partitions, |m| {
+                out.push(m.clone());
+                out.len() == n
+            });
+        }
+        out
+    }
+
+    /// Reads from the start of every partition of `topic`, handing each message to `done`
+    /// until it returns true; fails after 30 s without a message.
+    pub fn read_until(
+        &self,
+        topic: &str,
+        partitions: i32,
+        mut done: impl FnMut(&OwnedMessage) -> bool,
+    ) {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set(
@@ -189,19 +207,21 @@ impl Kafka {
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
+        let mut deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut read = 0;
+        loop {
             assert!(
                 std::time::Instant::now() < deadline,
-                "only {} of {n} Kafka messages arrived",
-                out.len()
+                "no Kafka message for 30 s after {read} from {topic}"
             );
             if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                out.push(message.expect("kafka message").detach());
+                read += 1;
+                deadline = std::time::Instant::now() + Duration::from_secs(30);
+                if done(&message.expect("kafka message").detach()) {
+                    return;
+                }
             }
         }
-        out
     }
 }
 

@@ -130,6 +130,23 @@ impl Receiver {
         limit: Duration,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
+        self.try_wait_until(limit, done)
+            .await
+            .unwrap_or_else(|received| {
+                let summary: Vec<_> = received
+                    .iter()
+                    .map(|r| (r.header("ce-id").or(r.header("webhook-id")), r.answered))
+                    .collect();
+                panic!("condition not met within {limit:?}; received: {summary:?}");
+            })
+    }
+
+    /// Waits until `done(received)` holds; after `limit`, what was received by then, as `Err`.
+    pub async fn try_wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Result<Vec<Received>, Vec<Received>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let arrived = self.inner.arrived.notified();
@@ -137,14 +154,10 @@ impl Receiver {
             arrived.as_mut().enable();
             let received = self.received();
             if done(&received) {
-                return received;
+                return Ok(received);
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                let summary: Vec<_> = received
-                    .iter()
-                    .map(|r| (r.header("ce-id").or(r.header("webhook-id")), r.answered))
-                    .collect();
-                panic!("condition not met within {limit:?}; received: {summary:?}");
+                return Err(received);
             }
         }
     }

@@ -55,8 +55,10 @@ impl NatsBackend {
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(5))
+            // Reconnect attempts to a local sidecar's broker are cheap; a cap of a second keeps
+            // recovery within about a second of the broker's return.
             .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((100 * 2u64.saturating_pow(attempts.min(6) as u32)).min(5000))
+                Duration::from_millis((100 * 2u64.saturating_pow(attempts.min(6) as u32)).min(1000))
             })
             .event_callback(move |event| {
                 let health = events.clone();
