@@ -50,6 +50,7 @@ struct Inner {
     received: Mutex<Vec<Received>>,
     script: Mutex<HashMap<String, Vec<Reply>>>,
     arrived: Notify,
+    delay: Mutex<Duration>,
 }
 
 /// The receiver; clone to share.
@@ -84,6 +85,8 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         answered,
     });
     inner.arrived.notify_waiters();
+    let delay = *inner.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     match reply {
         Reply::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
         Reply::RetryAfter(s, secs) => (
@@ -117,6 +120,11 @@ impl Receiver {
     /// Answers the attempts for event `id` with `replies` in turn (then 200).
     pub fn script(&self, id: &str, replies: Vec<Reply>) {
         self.inner.script.lock().unwrap().insert(id.into(), replies);
+    }
+
+    /// Answers every request `delay` after it arrived, as a slow endpoint does.
+    pub fn slow(&self, delay: Duration) {
+        *self.inner.delay.lock().unwrap() = delay;
     }
 
     /// Everything received so far.
