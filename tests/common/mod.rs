@@ -5,6 +5,7 @@ pub mod brokers;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
