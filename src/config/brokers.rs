@@ -169,13 +169,17 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     ));
                 }
             }
-            if n.tls_cert_file.is_some() != n.tls_key_file.is_some() {
-                return Err(invalid(
+            match (&n.tls_cert_file, &n.tls_key_file) {
+                (Some(_), None) => Err(invalid(
+                    key("tls_key_file"),
+                    "is required with tls_cert_file: the client certificate's private key",
+                )),
+                (None, Some(_)) => Err(invalid(
                     key("tls_cert_file"),
-                    "tls_cert_file and tls_key_file go together",
-                ));
+                    "is required with tls_key_file: the client certificate",
+                )),
+                _ => Ok(()),
             }
-            Ok(())
         }
         BrokerConfig::Amqp(a) => {
             if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {

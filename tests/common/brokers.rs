@@ -248,29 +248,56 @@ pub struct PrivateNats {
     /// Its port.
     pub port: u16,
     store: tempfile::TempDir,
+    config: Option<std::path::PathBuf>,
     child: Option<std::process::Child>,
 }
 
 impl PrivateNats {
     /// Starts one and waits until it accepts connections.
     pub fn start() -> Self {
+        let mut server = Self::unstarted();
+        server.restart();
+        server
+    }
+
+    /// Starts one from a config file holding its listen address, its JetStream store and
+    /// `extra` (nats-server config syntax, e.g. a `tls { }` block).
+    pub fn start_with_config(extra: &str) -> Self {
+        let mut server = Self::unstarted();
+        let path = server.store.path().join("nats-server.conf");
+        let config = format!(
+            "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: {:?}\n}}\n{extra}",
+            server.port,
+            server.store.path(),
+        );
+        std::fs::write(&path, config).unwrap();
+        server.config = Some(path);
+        server.restart();
+        server
+    }
+
+    fn unstarted() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut server = Self {
+        Self {
             port,
             store: tempfile::tempdir().unwrap(),
+            config: None,
             child: None,
-        };
-        server.restart();
-        server
+        }
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `tls://127.0.0.1:<port>`: the client insists on TLS.
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (as an outage would).
@@ -305,28 +332,38 @@ impl PrivateNats {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
-    /// Starts the server again on the same port and store.
+    /// Starts the server again on the same port, store and config.
     pub fn restart(&mut self) {
         let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let child = std::process::Command::new(&binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = std::process::Command::new(&binary);
+        match &self.config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.store.path()),
+        };
+        let log = self.store.path().join("nats-server.log");
+        let child = command
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run {binary} ({e}); install it with: apt-get install nats-server")
             });
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("private nats-server exited with {status}:\n{output}");
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "private nats-server did not start"

@@ -6,6 +6,7 @@ pub mod process;
 pub mod proxy;
 pub mod receiver;
 pub mod steady;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;

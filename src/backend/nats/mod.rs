@@ -5,6 +5,7 @@ mod consume;
 
 use std::any::Any;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use async_nats::connection::State;
 use async_nats::jetstream::context::{ContextBuilder, GetStreamByNameErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::rustls::pki_types::pem::{Error as PemError, PemObject};
+use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::{HeaderMap, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
@@ -48,8 +51,11 @@ impl NatsBackend {
             broker: name.to_string(),
             reason,
         };
+        check_tls_files(config).map_err(build_error)?;
         let health = Arc::new(Health::default());
-        let events = health.clone();
+        let failure = Arc::new(Mutex::new(None::<String>));
+        let events = (health.clone(), failure.clone());
+        let attempts = (health.clone(), failure, name.to_string());
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("sidebus-{name}"))
             .retry_on_initial_connect()
@@ -60,13 +66,24 @@ impl NatsBackend {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100 * 2u64.saturating_pow(attempts.min(6) as u32)).min(1000))
             })
+            .reconnect_to_server_callback(move |servers, _info| {
+                let (health, failure, name) = &attempts;
+                record_failure(name, health, failure, &servers);
+                std::future::ready(None)
+            })
             .event_callback(move |event| {
-                let health = events.clone();
+                let (health, failure) = events.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => health.up(),
                         async_nats::Event::Disconnected | async_nats::Event::Closed => {
                             health.down(format!("nats: {event}"))
+                        }
+                        // Carries only the kind ("IO error", "TLS error"); the cause is in the
+                        // server pool, recorded by `record_failure` before the next attempt.
+                        async_nats::Event::ClientError(async_nats::ClientError::Other(kind)) => {
+                            let detailed = lock(&failure).clone();
+                            health.error(detailed.unwrap_or_else(|| format!("nats: {kind}")))
                         }
                         other => health.error(format!("nats: {other}")),
                     }
@@ -151,19 +168,67 @@ impl NatsBackend {
                 )))
             }
         }
-        self.known_subjects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(subject.to_string());
+        lock(&self.known_subjects).insert(subject.to_string());
         Ok(())
     }
 
     fn known(&self, subject: &str) -> bool {
-        self.known_subjects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(subject)
+        lock(&self.known_subjects).contains(subject)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails startup when a configured TLS file cannot be read or holds no PEM certificate or key,
+/// naming the setting; otherwise the client would retry forever on an error without the path.
+fn check_tls_files(config: &NatsConfig) -> Result<(), String> {
+    let check = |setting: &str, path: &Path, what: &str, found: Result<(), PemError>| {
+        found.map_err(|e| match e {
+            PemError::NoItemsFound => format!("{setting} {}: holds no PEM {what}", path.display()),
+            e => format!("{setting} {}: {e}", path.display()),
+        })
+    };
+    for (setting, path) in [
+        ("tls_ca_file", &config.tls_ca_file),
+        ("tls_cert_file", &config.tls_cert_file),
+    ] {
+        if let Some(path) = path {
+            let found = CertificateDer::from_pem_file(path).map(drop);
+            check(setting, path, "certificate", found)?;
+        }
+    }
+    if let Some(path) = &config.tls_key_file {
+        let found = PrivateKeyDer::from_pem_file(path).map(drop);
+        check("tls_key_file", path, "private key", found)?;
+    }
+    Ok(())
+}
+
+/// Called before every connection attempt with the server pool, whose entries keep the full
+/// error of their last failed attempt (e.g. `invalid peer certificate: UnknownIssuer`): makes
+/// that the broker's last error and logs it when it changes.
+fn record_failure(
+    broker: &str,
+    health: &Health,
+    failure: &Mutex<Option<String>>,
+    servers: &[async_nats::Server],
+) {
+    let failed: Vec<String> = servers
+        .iter()
+        .filter_map(|s| s.last_error.as_ref().map(|e| format!("{s}: {e}")))
+        .collect();
+    let reason =
+        (!failed.is_empty()).then(|| format!("nats: cannot connect to {}", failed.join("; ")));
+    let mut last = lock(failure);
+    if let Some(reason) = &reason {
+        if last.as_ref() != Some(reason) {
+            tracing::warn!(broker = %broker, %reason, "nats connection failed; retrying");
+        }
+        health.error(reason.clone());
+    }
+    *last = reason;
 }
 
 fn headers(out: &Outbound) -> HeaderMap {
