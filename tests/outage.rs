@@ -74,7 +74,7 @@ async fn subscribe(server: &TestServer, broker: &str, topic: &str, receiver: &Re
     let path = path.as_str();
     let warm_up = |i: usize| async move {
         let r = server
-            .post(&path, &[("ce-id", &format!("warm-up-{i}"))], "x")
+            .post(path, &[("ce-id", &format!("warm-up-{i}"))], "x")
             .await;
         assert_eq!(r.status(), 200);
     };
