@@ -22,6 +22,31 @@ pub struct Status {
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
     lag: Mutex<Option<LagProbe>>,
+    meters: Meters,
+}
+
+/// The subscription's metric handles, registered once rather than looked up for every event.
+struct Meters {
+    delivered: metrics::Counter,
+    retried: metrics::Counter,
+    failed: metrics::Counter,
+    dead_lettered: metrics::Counter,
+    latency: metrics::Histogram,
+    in_flight: metrics::Gauge,
+}
+
+impl Meters {
+    fn new(name: &str) -> Self {
+        let attempts = |outcome: &'static str| metrics::counter!(telemetry::DELIVERY_ATTEMPTS, "subscription" => name.to_string(), "outcome" => outcome);
+        Self {
+            delivered: attempts("delivered"),
+            retried: attempts("retried"),
+            failed: attempts("failed"),
+            dead_lettered: metrics::counter!(telemetry::DEAD_LETTERED, "subscription" => name.to_string()),
+            latency: metrics::histogram!(telemetry::DELIVERY_LATENCY, "subscription" => name.to_string()),
+            in_flight: metrics::gauge!(telemetry::DELIVERY_IN_FLIGHT, "subscription" => name.to_string()),
+        }
+    }
 }
 
 /// A snapshot for the API.
@@ -59,39 +84,33 @@ impl Status {
             failing: AtomicBool::new(false),
             last_error: Mutex::new(None),
             lag: Mutex::new(None),
+            meters: Meters::new(name),
         })
-    }
-
-    fn count(&self, outcome: &'static str) {
-        metrics::counter!(telemetry::DELIVERY_ATTEMPTS, "subscription" => self.name.clone(), "outcome" => outcome)
-            .increment(1);
     }
 
     /// An event was accepted by the endpoint.
     pub fn delivered(&self, seconds: f64) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.failing.store(false, Ordering::Relaxed);
-        self.count("delivered");
-        metrics::histogram!(telemetry::DELIVERY_LATENCY, "subscription" => self.name.clone())
-            .record(seconds);
+        self.meters.delivered.increment(1);
+        self.meters.latency.record(seconds);
     }
 
     /// An attempt failed and will be retried.
     pub fn retried(&self, reason: &str) {
         self.retried.fetch_add(1, Ordering::Relaxed);
         self.failing.store(true, Ordering::Relaxed);
-        self.count("retried");
+        self.meters.retried.increment(1);
         self.error(reason);
     }
 
     /// An event was given up on; `dead_lettered` when it went to the dead-letter topic.
     pub fn failed(&self, reason: &str, dead_lettered: bool) {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        self.count("failed");
+        self.meters.failed.increment(1);
         if dead_lettered {
             self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(telemetry::DEAD_LETTERED, "subscription" => self.name.clone())
-                .increment(1);
+            self.meters.dead_lettered.increment(1);
         }
         self.error(reason);
     }
@@ -123,7 +142,8 @@ impl Status {
         } else {
             self.in_flight.fetch_sub((-delta) as u64, Ordering::Relaxed);
         }
-        metrics::gauge!(telemetry::DELIVERY_IN_FLIGHT, "subscription" => self.name.clone())
+        self.meters
+            .in_flight
             .set(self.in_flight.load(Ordering::Relaxed) as f64);
     }
 

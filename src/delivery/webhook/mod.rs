@@ -9,10 +9,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::backend::consume::{Consumer, Delivery, GroupSpec};
+use crate::backend::consume::{ConsumeError, Consumer, Delivery, GroupSpec};
 use crate::backend::Backend;
 use crate::delivery::spec::{ContentMode, Ordering};
 
@@ -32,6 +32,68 @@ pub enum RunState {
 
 /// Delay before consuming again after the consumer could not start.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
+
+/// Batch requests of a subscription in batch mode.
+struct BatchSlots {
+    /// One permit per batch request that may be in flight.
+    requests: Arc<Semaphore>,
+    /// Batch requests allowed in flight.
+    limit: usize,
+    /// Signalled whenever a batch request ends.
+    finished: Notify,
+}
+
+impl BatchSlots {
+    /// Batch requests being delivered, other than the one being filled.
+    fn others_in_flight(&self) -> usize {
+        self.limit - 1 - self.requests.available_permits()
+    }
+}
+
+/// Fills `batch` up to `max_batch` with what the consumer has ready; while other batches are
+/// being delivered it keeps waiting for more, so a partial batch goes out only when no other is
+/// in flight: batches grow with the load, and an idle subscription's first event is not delayed.
+async fn fill_batch(
+    worker: &Worker,
+    consumer: &mut Consumer,
+    permits: &Arc<Semaphore>,
+    batches: &BatchSlots,
+    batch: &mut Vec<(Delivery, OwnedSemaphorePermit)>,
+) {
+    let max = worker.spec.max_batch;
+    let take = |item: Result<Delivery, ConsumeError>, permit, batch: &mut Vec<_>| match item {
+        Ok(d) => {
+            worker.status.in_flight(1);
+            batch.push((d, permit));
+        }
+        Err(e) => worker.status.error(&format!("consuming: {e}")),
+    };
+    while batch.len() < max {
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            if let Ok(item) = consumer.deliveries.try_recv() {
+                take(item, permit, batch);
+                continue;
+            }
+        }
+        let finished = batches.finished.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        if batches.others_in_flight() == 0 {
+            return;
+        }
+        let next = async {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            (consumer.deliveries.recv().await, permit)
+        };
+        tokio::select! {
+            (item, permit) = next => match item {
+                Some(item) => take(item, permit, batch),
+                None => return,
+            },
+            _ = finished => {}
+        }
+    }
+}
 
 /// Runs a subscription until it is stopped.
 pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
@@ -89,7 +151,11 @@ async fn pump(
 ) {
     let spec = worker.spec.clone();
     let permits = Arc::new(Semaphore::new(spec.unsettled_limit()));
-    let batch_requests = Arc::new(Semaphore::new(spec.batches_in_flight()));
+    let batches = Arc::new(BatchSlots {
+        requests: Arc::new(Semaphore::new(spec.batches_in_flight())),
+        limit: spec.batches_in_flight(),
+        finished: Notify::new(),
+    });
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
     loop {
@@ -98,7 +164,7 @@ async fn pump(
         }
         let request = match spec.content_mode {
             ContentMode::Batch => tokio::select! {
-                p = batch_requests.clone().acquire_owned() => Some(p.expect("never closed")),
+                p = batches.requests.clone().acquire_owned() => Some(p.expect("never closed")),
                 _ = control.changed() => continue,
             },
             ContentMode::Binary | ContentMode::Structured => None,
@@ -122,27 +188,17 @@ async fn pump(
         };
         worker.status.in_flight(1);
         if let Some(request) = request {
-            let mut batch = vec![delivery];
-            let mut held = vec![permit];
-            while batch.len() < spec.max_batch {
-                let Ok(p) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                match consumer.deliveries.try_recv() {
-                    Ok(Ok(d)) => {
-                        worker.status.in_flight(1);
-                        batch.push(d);
-                        held.push(p);
-                    }
-                    _ => break,
-                }
-            }
+            let mut batch = vec![(delivery, permit)];
+            fill_batch(worker, &mut consumer, &permits, &batches, &mut batch).await;
             let worker = worker.clone();
+            let batches = batches.clone();
             tasks.spawn(async move {
                 let n = batch.len() as i64;
-                worker.deliver(batch).await;
+                let (deliveries, held): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                worker.deliver(deliveries).await;
                 worker.status.in_flight(-n);
                 drop((held, request));
+                batches.finished.notify_waiters();
             });
             while tasks.try_join_next().is_some() {}
             continue;
