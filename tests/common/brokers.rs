@@ -255,39 +255,46 @@ pub struct PrivateNats {
 impl PrivateNats {
     /// Starts one and waits until it accepts connections.
     pub fn start() -> Self {
-        let mut server = Self::unstarted();
-        server.restart();
-        server
+        Self::start_on_a_free_port(None)
     }
 
     /// Starts one from a config file holding its listen address, its JetStream store and
     /// `extra` (nats-server config syntax, e.g. a `tls { }` block).
     pub fn start_with_config(extra: &str) -> Self {
-        let mut server = Self::unstarted();
-        let path = server.store.path().join("nats-server.conf");
-        let config = format!(
-            "listen: \"127.0.0.1:{}\"\njetstream {{\n  store_dir: {:?}\n}}\n{extra}",
-            server.port,
-            server.store.path(),
-        );
-        std::fs::write(&path, config).unwrap();
-        server.config = Some(path);
-        server.restart();
-        server
+        Self::start_on_a_free_port(Some(extra))
     }
 
-    fn unstarted() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self {
-            port,
-            store: tempfile::tempdir().unwrap(),
-            config: None,
-            child: None,
+    /// Another process may take the free port before the server binds it; then it tries
+    /// another port rather than talking to a server that is not its own.
+    fn start_on_a_free_port(extra: Option<&str>) -> Self {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut server = Self {
+                port,
+                store: tempfile::tempdir().unwrap(),
+                config: None,
+                child: None,
+            };
+            if let Some(extra) = extra {
+                let path = server.store.path().join("nats-server.conf");
+                let config = format!(
+                    "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {:?}\n}}\n{extra}",
+                    server.store.path(),
+                );
+                std::fs::write(&path, config).unwrap();
+                server.config = Some(path);
+            }
+            match server.launch() {
+                Ok(()) => return server,
+                Err(output) if output.contains("address already in use") => continue,
+                Err(output) => panic!("private nats-server exited:\n{output}"),
+            }
         }
+        panic!("no free port for a private nats-server in 5 tries");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -334,6 +341,14 @@ impl PrivateNats {
 
     /// Starts the server again on the same port, store and config.
     pub fn restart(&mut self) {
+        if let Err(output) = self.launch() {
+            panic!("private nats-server exited:\n{output}");
+        }
+    }
+
+    /// Runs the server and waits until its own log says it is ready (a connection alone could
+    /// reach another process on the port); `Err` with its log when it exits first.
+    fn launch(&mut self) -> Result<(), String> {
         let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let mut command = std::process::Command::new(&binary);
         match &self.config {
@@ -359,14 +374,18 @@ impl PrivateNats {
             });
         let child = self.child.insert(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let output = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("private nats-server exited with {status}:\n{output}");
+        loop {
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            if child.try_wait().unwrap().is_some() {
+                self.child = None;
+                return Err(output);
+            }
+            if output.contains("Server is ready") {
+                return Ok(());
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "private nats-server did not start"
+                "private nats-server did not start:\n{output}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
