@@ -5,12 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use common::brokers::PrivateNats;
-use common::tls::TestPki;
-use common::{assert_problem, unique_topic, TestServer};
+use common::tls::{assert_ready, assert_refused, TestPki};
+use common::{unique_topic, TestServer};
 use serde_json::Value;
 
 const PAYLOAD: &[u8] = b"\x00\xffpaid over TLS\r\n";
@@ -69,56 +68,6 @@ async fn publish_and_read_back(server: &TestServer, client: async_nats::Client) 
     assert_eq!(message.subject.as_str(), topic);
 }
 
-async fn assert_ready(server: &TestServer) {
-    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "ready", "{body}");
-    assert_eq!(body["brokers"][0]["connected"], true, "{body}");
-}
-
-/// Waits until `server` has recorded why it cannot connect, then checks that `/readyz` and a
-/// publish both answer 503 problem+json carrying that reason, which must contain one of
-/// `expected`.
-async fn assert_refused(server: &TestServer, expected: &[&str]) {
-    let says = |text: &str| expected.iter().any(|e| text.contains(e));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let reason = loop {
-        let brokers = server.get_json("/v1/brokers").await;
-        let broker = &brokers["brokers"][0];
-        assert_eq!(broker["connected"], false, "{brokers}");
-        if let Some(error) = broker["last_error"].as_str() {
-            break error.to_string();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no connection error recorded: {brokers}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        says(&reason),
-        "the recorded error `{reason}` says none of {expected:?}"
-    );
-
-    let readyz = server.http.get(server.url("/readyz")).send().await.unwrap();
-    let problem = assert_problem(readyz, 503).await;
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(says(detail), "readyz: {problem}");
-
-    let response = server
-        .post(
-            &format!("/v1/publish/jobs/{}", unique_topic("tls.refused")),
-            &[],
-            PAYLOAD,
-        )
-        .await;
-    let problem = assert_problem(response, 503).await;
-    assert_eq!(problem["type"], "urn:sidebus:problem:broker-unavailable");
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(says(detail), "publish: {problem}");
-}
-
 #[tokio::test]
 async fn publishes_over_tls_with_the_configured_ca() {
     let pki = TestPki::generate("tls");
@@ -139,7 +88,12 @@ async fn mutual_tls_needs_the_client_certificate() {
     publish_and_read_back(&with_cert, native_client(&nats, &pki, true).await).await;
 
     let without_cert = TestServer::start_unready(&config(&url, &pki.ca(), None)).await;
-    assert_refused(&without_cert, &["CertificateRequired", "BadCertificate"]).await;
+    assert_refused(
+        &without_cert,
+        "jobs",
+        &["CertificateRequired", "BadCertificate"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,10 +104,15 @@ async fn certificates_from_another_ca_are_refused() {
     let url = nats.tls_url();
 
     let wrong_ca = TestServer::start_unready(&config(&url, &other.ca(), Some(&pki))).await;
-    assert_refused(&wrong_ca, &["invalid peer certificate: UnknownIssuer"]).await;
+    assert_refused(
+        &wrong_ca,
+        "jobs",
+        &["invalid peer certificate: UnknownIssuer"],
+    )
+    .await;
 
     let foreign_client = TestServer::start_unready(&config(&url, &pki.ca(), Some(&other))).await;
-    assert_refused(&foreign_client, &["BadCertificate", "UnknownCA"]).await;
+    assert_refused(&foreign_client, "jobs", &["BadCertificate", "UnknownCA"]).await;
 }
 
 #[test]

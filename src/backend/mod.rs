@@ -10,6 +10,8 @@ pub mod kafka;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(feature = "nats", feature = "amqp"))]
+mod tls;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -146,7 +148,7 @@ pub async fn build(
         #[cfg(feature = "nats")]
         BrokerConfig::Nats(c) => Arc::new(nats::NatsBackend::connect(name, c, settings).await?),
         #[cfg(feature = "amqp")]
-        BrokerConfig::Amqp(c) => Arc::new(amqp::AmqpBackend::start(name, c, settings)),
+        BrokerConfig::Amqp(c) => Arc::new(amqp::AmqpBackend::start(name, c, settings)?),
         #[allow(unreachable_patterns)]
         other => {
             return Err(BuildError {

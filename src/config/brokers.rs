@@ -118,6 +118,16 @@ pub struct AmqpConfig {
     /// Type of the exchange declared for a topic: fanout, topic, direct or headers.
     #[serde(default = "default_exchange_kind")]
     pub exchange_kind: String,
+    /// PEM CA certificate(s) to trust for TLS, on top of the system trust store; needs an
+    /// `amqps://` URL.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `tls_key_file` and an `amqps://` URL.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn default_exchange_kind() -> String {
@@ -169,17 +179,7 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     ));
                 }
             }
-            match (&n.tls_cert_file, &n.tls_key_file) {
-                (Some(_), None) => Err(invalid(
-                    key("tls_key_file"),
-                    "is required with tls_cert_file: the client certificate's private key",
-                )),
-                (None, Some(_)) => Err(invalid(
-                    key("tls_cert_file"),
-                    "is required with tls_key_file: the client certificate",
-                )),
-                _ => Ok(()),
-            }
+            client_certificate(&key, &n.tls_cert_file, &n.tls_key_file)
         }
         BrokerConfig::Amqp(a) => {
             if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {
@@ -191,8 +191,40 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     "must be one of fanout, topic, direct, headers",
                 ));
             }
-            Ok(())
+            let tls_settings = [
+                ("tls_ca_file", &a.tls_ca_file),
+                ("tls_cert_file", &a.tls_cert_file),
+                ("tls_key_file", &a.tls_key_file),
+            ];
+            if let Some((setting, _)) = tls_settings.iter().find(|(_, path)| path.is_some()) {
+                if !a.url.starts_with("amqps://") {
+                    return Err(invalid(
+                        key(setting),
+                        "needs an amqps:// url: an amqp:// connection does not use TLS",
+                    ));
+                }
+            }
+            client_certificate(&key, &a.tls_cert_file, &a.tls_key_file)
         }
+    }
+}
+
+/// A client certificate and its key go together.
+fn client_certificate(
+    key: &dyn Fn(&str) -> String,
+    cert: &Option<PathBuf>,
+    private_key: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    match (cert, private_key) {
+        (Some(_), None) => Err(invalid(
+            key("tls_key_file"),
+            "is required with tls_cert_file: the client certificate's private key",
+        )),
+        (None, Some(_)) => Err(invalid(
+            key("tls_cert_file"),
+            "is required with tls_key_file: the client certificate",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -206,6 +238,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn amqp_tls_files_need_an_amqps_url_and_go_in_pairs() {
+        let amqp = |url: &str, tls: &str| {
+            parse(&format!(
+                "[brokers.q]\nkind = \"amqp\"\nurl = \"{url}\"\n{tls}"
+            ))
+        };
+        let err = amqp("amqp://h/%2f", "tls_ca_file = \"/ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokers.q.tls_ca_file"), "{err}");
+        assert!(err.contains("amqps://"), "{err}");
+        let err = amqp("amqps://h/%2f", "tls_cert_file = \"/c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokers.q.tls_key_file"), "{err}");
+        let err = amqp("amqps://h/%2f", "tls_key_file = \"/k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokers.q.tls_cert_file"), "{err}");
+        let tls =
+            "tls_ca_file = \"/ca.pem\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
+        amqp("amqps://h/%2f", tls).expect("a full TLS setup is valid");
+        amqp("amqp://h/%2f", "").expect("plain AMQP needs no TLS files");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod steady;
 pub mod tls;
+pub mod tls_proxy;
 
 use std::net::SocketAddr;
 use std::time::Duration;

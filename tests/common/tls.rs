@@ -1,8 +1,13 @@
 //! Certificates made for one test: a CA, a server certificate for `127.0.0.1` and `localhost`
-//! and a client certificate for mutual TLS, all signed by that CA and written as PEM files.
+//! and a client certificate for mutual TLS, all signed by that CA and written as PEM files; and
+//! the checks of a sidecar whose broker is (or cannot be) reached over TLS.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use serde_json::Value;
+
+use super::{assert_problem, unique_topic, TestServer};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -94,4 +99,55 @@ impl TestPki {
 
 fn write(dir: &Path, file: &str, pem: &str) {
     std::fs::write(dir.join(file), pem).unwrap();
+}
+
+/// Asserts `/readyz` is 200 "ready" with the (only) broker connected.
+pub async fn assert_ready(server: &TestServer) {
+    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["brokers"][0]["connected"], true, "{body}");
+}
+
+/// Waits until `server` has recorded why it cannot connect to its only broker, `broker`, then
+/// checks that `/readyz` and a publish both answer 503 problem+json carrying that reason, which
+/// must contain one of `expected`.
+pub async fn assert_refused(server: &TestServer, broker: &str, expected: &[&str]) {
+    let says = |text: &str| expected.iter().any(|e| text.contains(e));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        let brokers = server.get_json("/v1/brokers").await;
+        let status = &brokers["brokers"][0];
+        assert_eq!(status["connected"], false, "{brokers}");
+        if let Some(error) = status["last_error"].as_str() {
+            break error.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connection error recorded: {brokers}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        says(&reason),
+        "the recorded error `{reason}` says none of {expected:?}"
+    );
+
+    let readyz = server.http.get(server.url("/readyz")).send().await.unwrap();
+    let problem = assert_problem(readyz, 503).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(says(detail), "readyz: {problem}");
+
+    let response = server
+        .post(
+            &format!("/v1/publish/{broker}/{}", unique_topic("tls.refused")),
+            &[],
+            "refused",
+        )
+        .await;
+    let problem = assert_problem(response, 503).await;
+    assert_eq!(problem["type"], "urn:sidebus:problem:broker-unavailable");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(says(detail), "publish: {problem}");
 }

@@ -2,16 +2,22 @@
 //! publisher confirms and `mandatory`, so an unroutable message is a failure. A supervisor task
 //! owns the connection and remakes it after an outage; consumers ([`consume`]) open their own
 //! channels on the current connection and re-establish them after it is remade.
+//!
+//! An `amqps://` URL connects over TLS (rustls), trusting the system store plus `tls_ca_file`
+//! and presenting `tls_cert_file`/`tls_key_file` when set. The files are read again for every
+//! connection, so renewed certificates take effect at the next reconnect.
 
 mod consume;
 
 use std::any::Any;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -19,8 +25,9 @@ use lapin::{
 use tokio::sync::{watch, Notify};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use super::tls::TlsFiles;
 use super::{
-    fail_all, Acks, Backend, BackendSettings, BrokerStatus, Health, Outbound, Position,
+    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Health, Outbound, Position,
     PublishError, PublishResult,
 };
 use crate::config::AmqpConfig;
@@ -30,6 +37,7 @@ const PERSISTENT: u8 = 2;
 
 struct Shared {
     url: String,
+    tls: TlsFiles,
     exchange_kind: ExchangeKind,
     channel: Mutex<Option<Channel>>,
     /// The current connection, for consumers to open their channels on; `None` while down.
@@ -49,8 +57,22 @@ pub struct AmqpBackend {
 }
 
 impl AmqpBackend {
-    /// Starts the supervisor that connects in the background and reconnects after failures.
-    pub fn start(name: &str, config: &AmqpConfig, settings: &BackendSettings) -> Self {
+    /// Starts the supervisor that connects in the background and reconnects after failures;
+    /// fails only when a configured TLS file is unusable.
+    pub fn start(
+        name: &str,
+        config: &AmqpConfig,
+        settings: &BackendSettings,
+    ) -> Result<Self, BuildError> {
+        let tls = TlsFiles {
+            ca: config.tls_ca_file.clone(),
+            cert: config.tls_cert_file.clone(),
+            key: config.tls_key_file.clone(),
+        };
+        tls.check().map_err(|reason| BuildError {
+            broker: name.to_string(),
+            reason,
+        })?;
         let exchange_kind = match config.exchange_kind.as_str() {
             "topic" => ExchangeKind::Topic,
             "direct" => ExchangeKind::Direct,
@@ -59,6 +81,7 @@ impl AmqpBackend {
         };
         let shared = Arc::new(Shared {
             url: config.url.clone(),
+            tls,
             exchange_kind,
             channel: Mutex::new(None),
             connection: watch::Sender::new(None),
@@ -68,11 +91,11 @@ impl AmqpBackend {
         });
         let (stop, stopped) = watch::channel(());
         tokio::spawn(supervise(name.to_string(), shared.clone(), stopped));
-        Self {
+        Ok(Self {
             shared,
             ack_timeout: settings.ack_timeout,
             _stop: stop,
-        }
+        })
     }
 
     fn channel(&self) -> Option<Channel> {
@@ -118,8 +141,47 @@ impl AmqpBackend {
     }
 }
 
-async fn open(url: &str) -> lapin::Result<(Arc<Connection>, Channel)> {
-    let connection = Arc::new(Connection::connect(url, ConnectionProperties::default()).await?);
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// A TLS file could not be read.
+    #[error("{0}")]
+    TlsFile(String),
+    /// The broker could not be reached, the handshake failed or the channel was refused.
+    #[error("{0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+/// The TLS settings of a connection, read from the configured files.
+fn tls_config(files: &TlsFiles) -> Result<OwnedTLSConfig, OpenError> {
+    let read = |setting: &str, path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| OpenError::TlsFile(format!("{setting} {}: {e}", path.display())))
+    };
+    let cert_chain = match &files.ca {
+        Some(path) => Some(String::from_utf8_lossy(&read("tls_ca_file", path)?).into_owned()),
+        None => None,
+    };
+    let identity = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: read("tls_cert_file", cert)?,
+            key: read("tls_key_file", key)?,
+        }),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
+}
+
+async fn open(shared: &Shared) -> Result<(Arc<Connection>, Channel), OpenError> {
+    let tls = tls_config(&shared.tls)?;
+    let runtime = lapin::runtime::default_runtime()?;
+    let connection =
+        Connection::connect_with_config(&shared.url, ConnectionProperties::default(), tls, runtime)
+            .await?;
+    let connection = Arc::new(connection);
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -129,14 +191,16 @@ async fn open(url: &str) -> lapin::Result<(Arc<Connection>, Channel)> {
 
 async fn supervise(name: String, shared: Arc<Shared>, mut stopped: watch::Receiver<()>) {
     let mut failures: u32 = 0;
+    let mut last_failure = None::<String>;
     loop {
         let connection = tokio::select! {
             _ = stopped.changed() => return,
-            opened = open(&shared.url) => opened,
+            opened = open(&shared) => opened,
         };
         match connection {
             Ok((connection, channel)) => {
                 failures = 0;
+                last_failure = None;
                 tracing::info!(broker = %name, "amqp connected");
                 let mut events = connection.events_listener();
                 *shared.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
@@ -175,7 +239,12 @@ async fn supervise(name: String, shared: Arc<Shared>, mut stopped: watch::Receiv
                 tracing::warn!(broker = %name, %reason, "amqp connection lost; reconnecting");
             }
             Err(e) => {
-                shared.health.down(format!("amqp: connecting: {e}"));
+                let reason = format!("amqp: connecting: {e}");
+                if last_failure.as_ref() != Some(&reason) {
+                    tracing::warn!(broker = %name, %reason, "amqp connection failed; retrying");
+                }
+                shared.health.down(reason.clone());
+                last_failure = Some(reason);
                 failures = failures.saturating_add(1);
             }
         }

@@ -5,7 +5,6 @@ mod consume;
 
 use std::any::Any;
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,11 +12,10 @@ use async_nats::connection::State;
 use async_nats::jetstream::context::{ContextBuilder, GetStreamByNameErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
-use async_nats::rustls::pki_types::pem::{Error as PemError, PemObject};
-use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::{HeaderMap, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use super::tls::TlsFiles;
 use super::{
     fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Health, Outbound, Position,
     PublishError, PublishResult,
@@ -51,7 +49,13 @@ impl NatsBackend {
             broker: name.to_string(),
             reason,
         };
-        check_tls_files(config).map_err(build_error)?;
+        TlsFiles {
+            ca: config.tls_ca_file.clone(),
+            cert: config.tls_cert_file.clone(),
+            key: config.tls_key_file.clone(),
+        }
+        .check()
+        .map_err(build_error)?;
         let health = Arc::new(Health::default());
         let failure = Arc::new(Mutex::new(None::<String>));
         let events = (health.clone(), failure.clone());
@@ -179,31 +183,6 @@ impl NatsBackend {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Fails startup when a configured TLS file cannot be read or holds no PEM certificate or key,
-/// naming the setting; otherwise the client would retry forever on an error without the path.
-fn check_tls_files(config: &NatsConfig) -> Result<(), String> {
-    let check = |setting: &str, path: &Path, what: &str, found: Result<(), PemError>| {
-        found.map_err(|e| match e {
-            PemError::NoItemsFound => format!("{setting} {}: holds no PEM {what}", path.display()),
-            e => format!("{setting} {}: {e}", path.display()),
-        })
-    };
-    for (setting, path) in [
-        ("tls_ca_file", &config.tls_ca_file),
-        ("tls_cert_file", &config.tls_cert_file),
-    ] {
-        if let Some(path) = path {
-            let found = CertificateDer::from_pem_file(path).map(drop);
-            check(setting, path, "certificate", found)?;
-        }
-    }
-    if let Some(path) = &config.tls_key_file {
-        let found = PrivateKeyDer::from_pem_file(path).map(drop);
-        check("tls_key_file", path, "private key", found)?;
-    }
-    Ok(())
 }
 
 /// Called before every connection attempt with the server pool, whose entries keep the full
