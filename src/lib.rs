@@ -8,6 +8,8 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipeline;
 pub mod state;
 pub mod telemetry;
