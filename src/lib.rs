@@ -10,6 +10,8 @@ pub mod error;
 pub mod event;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipeline;
 pub mod state;
 pub mod telemetry;

@@ -136,6 +136,11 @@ pub(super) fn set_attribute(
         "subject" => event.subject = Some(value),
         "dataschema" => event.dataschema = Some(non_empty(value)?),
         "datacontenttype" => event.datacontenttype = Some(non_empty(value)?),
+        "data" => {
+            return Err(invalid(
+                "`data` names the payload in structured mode, so it cannot be an attribute",
+            ))
+        }
         _ => {
             validate_attribute_name(name)?;
             event.set_extension(name, value);
@@ -173,7 +178,9 @@ pub fn parse_binary(
         let ct = ct
             .to_str()
             .map_err(|_| invalid("Content-Type is not visible ASCII"))?;
-        event.datacontenttype = Some(ct.to_string());
+        // An empty Content-Type declares nothing; kept, it would be a `datacontenttype` the
+        // structured encoding cannot carry.
+        event.datacontenttype = (!ct.is_empty()).then(|| ct.to_string());
     }
     defaults.complete(event, 0)
 }
@@ -351,6 +358,8 @@ mod tests {
             ("ce-time", "yesterday"),
             ("ce-id", ""),
             ("ce-bad_name", "x"),
+            // Would collide with the payload member of the structured encoding.
+            ("ce-data", "x"),
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -362,6 +371,16 @@ mod tests {
                 "{name}: {value}"
             );
         }
+    }
+
+    /// Found by the `event_binary` fuzz target: `datacontenttype: ""` made the structured
+    /// encoding of the event unreadable.
+    #[test]
+    fn empty_content_type_is_no_content_type() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "".parse().unwrap());
+        let e = parse_binary(&headers, Bytes::from_static(b"x"), &defaults()).unwrap();
+        assert_eq!(e.datacontenttype, None);
     }
 
     #[test]

@@ -7,8 +7,10 @@ use serde_json::{Map, Value};
 
 use super::{is_json_content_type, Event, SPEC_VERSION};
 
-/// The event as one CloudEvents JSON object. JSON data is embedded as JSON, UTF-8 text as a
-/// string, anything else as `data_base64`.
+/// The event as one CloudEvents JSON object. JSON data is embedded as JSON, UTF-8 text of a
+/// declared non-JSON type as a string, anything else as `data_base64`: under a JSON type, or
+/// none (which the JSON format reads as JSON), a string would read back as a JSON string, quotes
+/// included, so text that is not valid JSON goes as `data_base64` there.
 pub fn to_json(event: &Event) -> Box<RawValue> {
     let mut object = Map::new();
     object.insert("specversion".into(), SPEC_VERSION.into());
@@ -39,16 +41,22 @@ pub fn to_json(event: &Event) -> Box<RawValue> {
         return RawValue::from_string(text).expect("valid JSON");
     }
     text.pop();
-    match (json_data, std::str::from_utf8(&event.data)) {
+    let utf8 = match event.datacontenttype.as_deref() {
+        Some(content_type) if !is_json_content_type(content_type) => {
+            std::str::from_utf8(&event.data).ok()
+        }
+        _ => None,
+    };
+    match (json_data, utf8) {
         (Some(raw), _) => {
             text.push_str(",\"data\":");
             text.push_str(raw.get());
         }
-        (None, Ok(utf8)) => {
+        (None, Some(utf8)) => {
             text.push_str(",\"data\":");
             text.push_str(&serde_json::to_string(utf8).expect("a string serialises"));
         }
-        (None, Err(_)) => {
+        (None, None) => {
             text.push_str(",\"data_base64\":\"");
             text.push_str(&base64::engine::general_purpose::STANDARD.encode(&event.data));
             text.push('"');
@@ -92,7 +100,34 @@ mod tests {
         let v = parse(&event(Some("application/octet-stream"), &[0xff, 0]));
         assert_eq!(v["data_base64"], "/wA=");
         let v = parse(&event(Some("application/json"), b"not json"));
-        assert_eq!(v["data"], "not json");
+        assert_eq!(v["data_base64"], "bm90IGpzb24=");
+        let v = parse(&event(None, b"plain text"));
+        assert_eq!(v["data_base64"], "cGxhaW4gdGV4dA==");
+        assert!(v.get("datacontenttype").is_none());
+    }
+
+    /// Text without a declared type used to go out as a JSON string, which reads back as JSON
+    /// text with its quotes (found by the `event_binary` fuzz seed corpus).
+    #[test]
+    fn text_of_no_or_a_json_type_round_trips_exactly() {
+        let defaults = super::super::Defaults {
+            source: "other".into(),
+            ty: "other",
+            max_event: 1 << 20,
+            partition_key: None,
+            id_seed: None,
+            trace: None,
+        };
+        for original in [
+            event(None, b"plain text"),
+            event(Some("application/json"), b"not json"),
+            event(Some("text/plain"), b"\"quoted\""),
+        ] {
+            let body = Bytes::from(to_json(&original).get().to_string());
+            let back = super::super::parse_structured(&body, &body, &defaults, 0).unwrap();
+            assert_eq!(back.data, original.data);
+            assert_eq!(back.datacontenttype, original.datacontenttype);
+        }
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl Watermark {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
     use super::Watermark;
 
     #[test]
@@ -171,65 +176,175 @@ mod tests {
         assert_eq!(w.position(), Some(1), "1 is in flight, not nacked");
     }
 
-    /// A model check over random schedules of hand-outs, acks and nacks with rewinds: the
-    /// stored position never passes an offset handed out and never acknowledged, never goes
-    /// back, and reaches the end once everything is acknowledged.
-    #[test]
-    fn random_schedules_never_commit_past_an_unacked_offset() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next_random = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for _ in 0..500 {
+    /// One step of a consumer and its broker.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// The next fetched offset is handed out.
+        HandOut,
+        /// An unacknowledged offset is acknowledged.
+        Ack(Index),
+        /// An unacknowledged offset is nacked: the consumer rewinds to the offset `nack`
+        /// returns and fetching resumes there, or at the log start if retention deleted it.
+        Nack(Index),
+        /// A second copy of an offset acknowledged before is acknowledged (which changes
+        /// nothing) or nacked (which needs no rewind).
+        Duplicate(Index, bool),
+        /// Retention deletes more offsets from the start of the log.
+        Retain(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::HandOut),
+            3 => any::<Index>().prop_map(Op::Ack),
+            1 => any::<Index>().prop_map(Op::Nack),
+            1 => (any::<Index>(), any::<bool>()).prop_map(|(i, nack)| Op::Duplicate(i, nack)),
+            1 => (1..4i64).prop_map(Op::Retain),
+        ]
+    }
+
+    /// The broker and the consumer's view of the partition, kept as plainly as possible.
+    struct Model {
+        /// The next offset fetching hands out.
+        fetch: i64,
+        /// The first offset retention has not deleted.
+        log_start: i64,
+        /// One past the highest offset handed out.
+        end: Option<i64>,
+        /// Handed out and not acknowledged since.
+        unacked: BTreeSet<i64>,
+        /// Acknowledged at least once.
+        acked: BTreeSet<i64>,
+        /// Nacked and not handed out since.
+        nacked: BTreeSet<i64>,
+        /// The last position the watermark returned for storing.
+        stored: Option<i64>,
+    }
+
+    impl Model {
+        fn new(start: i64) -> Self {
+            Model {
+                fetch: start,
+                log_start: start,
+                end: None,
+                unacked: BTreeSet::new(),
+                acked: BTreeSet::new(),
+                nacked: BTreeSet::new(),
+                stored: None,
+            }
+        }
+
+        /// Takes a position the watermark returned: it only ever moves forward.
+        fn store(&mut self, returned: Option<i64>) -> Result<(), TestCaseError> {
+            if let Some(p) = returned {
+                prop_assert!(
+                    self.stored.is_none_or(|s| p > s),
+                    "{p} after {:?}",
+                    self.stored
+                );
+                self.stored = Some(p);
+            }
+            Ok(())
+        }
+
+        fn step(&mut self, w: &mut Watermark, op: Op) -> Result<(), TestCaseError> {
+            match op {
+                Op::HandOut => {
+                    let offset = self.fetch.max(self.log_start);
+                    let again = w.hand_out(offset);
+                    prop_assert_eq!(again, self.end.is_some_and(|end| offset < end));
+                    self.stored.get_or_insert(offset);
+                    self.unacked.insert(offset);
+                    self.nacked.remove(&offset);
+                    self.end = Some(self.end.map_or(offset + 1, |end| end.max(offset + 1)));
+                    self.fetch = offset + 1;
+                }
+                Op::Ack(i) if !self.unacked.is_empty() => {
+                    let offset = *i.get(&self.unacked.iter().copied().collect::<Vec<_>>());
+                    self.unacked.remove(&offset);
+                    self.nacked.remove(&offset);
+                    self.acked.insert(offset);
+                    self.store(w.ack(offset))?;
+                }
+                Op::Nack(i) if !self.unacked.is_empty() => {
+                    let offset = *i.get(&self.unacked.iter().copied().collect::<Vec<_>>());
+                    self.nacked.insert(offset);
+                    let target = w.nack(offset);
+                    prop_assert_eq!(target, self.nacked.first().copied(), "rewind target");
+                    self.fetch = target.unwrap_or(offset).max(self.log_start);
+                    let gone: Vec<i64> = self.nacked.range(..self.fetch).copied().collect();
+                    for offset in gone {
+                        self.nacked.remove(&offset);
+                        self.unacked.remove(&offset);
+                    }
+                    self.store(w.resumed_at(self.fetch))?;
+                }
+                Op::Duplicate(i, nack) => {
+                    let done: Vec<i64> = self.acked.difference(&self.unacked).copied().collect();
+                    if done.is_empty() {
+                        return Ok(());
+                    }
+                    let offset = *i.get(&done);
+                    if nack {
+                        prop_assert_eq!(
+                            w.nack(offset),
+                            None,
+                            "no rewind for acknowledged {}",
+                            offset
+                        );
+                    } else {
+                        self.store(w.ack(offset))?;
+                    }
+                }
+                Op::Retain(n) => self.log_start += n,
+                _ => {}
+            }
+            Ok(())
+        }
+
+        /// The watermark's position is the lowest offset still out, else the end; what it
+        /// returned for storing never passes an offset handed out and never acknowledged.
+        fn check(&self, w: &Watermark) -> Result<(), TestCaseError> {
+            prop_assert_eq!(w.position(), self.unacked.first().copied().or(self.end));
+            prop_assert_eq!(w.in_flight(), self.unacked.len());
+            if let (Some(stored), Some(first)) =
+                (self.stored, self.unacked.difference(&self.acked).next())
+            {
+                prop_assert!(
+                    stored <= *first,
+                    "stored {} passes unacknowledged {}",
+                    stored,
+                    first
+                );
+            }
+            if let (Some(stored), Some(end)) = (self.stored, self.end) {
+                prop_assert!(stored <= end);
+            }
+            Ok(())
+        }
+    }
+
+    proptest! {
+        /// Any schedule of hand-outs, acks, nacks with rewinds, duplicates and retention, then
+        /// everything acknowledged: the stored position reaches the end.
+        #[test]
+        fn stored_position_follows_the_model(
+            start in 0..1000i64,
+            ops in prop::collection::vec(op(), 0..200),
+        ) {
             let mut w = Watermark::default();
-            let mut unacked: std::collections::BTreeSet<i64> = Default::default();
-            // Acknowledged at least once: a rewind may hand these out again as duplicates.
-            let mut done: std::collections::BTreeSet<i64> = Default::default();
-            let mut fetch = 0i64;
-            let mut stored: Option<i64> = None;
-            for _ in 0..200 {
-                match next_random(4) {
-                    0 | 1 => {
-                        w.hand_out(fetch);
-                        unacked.insert(fetch);
-                        fetch += 1;
-                    }
-                    2 if !unacked.is_empty() => {
-                        let i = next_random(unacked.len() as u64) as usize;
-                        let o = *unacked.iter().nth(i).unwrap();
-                        unacked.remove(&o);
-                        done.insert(o);
-                        if let Some(p) = w.ack(o) {
-                            assert!(stored.is_none_or(|s| p > s), "monotonic");
-                            stored = Some(p);
-                        }
-                    }
-                    3 if !unacked.is_empty() => {
-                        let i = next_random(unacked.len() as u64) as usize;
-                        let o = *unacked.iter().nth(i).unwrap();
-                        if let Some(target) = w.nack(o) {
-                            // Rewind: fetching goes on at the target.
-                            fetch = target;
-                            assert_eq!(w.resumed_at(target), None);
-                        }
-                    }
-                    _ => {}
-                }
-                let never_acked = unacked.iter().find(|o| !done.contains(o));
-                if let (Some(s), Some(first)) = (stored, never_acked) {
-                    assert!(s <= *first, "stored {s} passes unacknowledged {first}");
-                }
+            let mut model = Model::new(start);
+            for op in ops {
+                model.step(&mut w, op)?;
+                model.check(&w)?;
             }
-            for o in std::mem::take(&mut unacked) {
-                if let Some(p) = w.ack(o) {
-                    stored = Some(p);
-                }
+            for offset in std::mem::take(&mut model.unacked) {
+                model.acked.insert(offset);
+                model.store(w.ack(offset))?;
             }
-            assert_eq!(w.in_flight(), 0);
-            assert_eq!(stored, w.position(), "everything acknowledged is stored");
+            model.check(&w)?;
+            prop_assert_eq!(w.in_flight(), 0);
+            prop_assert_eq!(model.stored, model.end, "everything acknowledged is stored");
         }
     }
 }

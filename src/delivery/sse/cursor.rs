@@ -59,7 +59,8 @@ impl Position {
         }
     }
 
-    /// Moves past an event at `partition`/`offset`.
+    /// Moves past an event at `partition`/`offset` (both from a broker, so never negative; the
+    /// largest offset saturates rather than overflowing).
     pub fn advance(&mut self, partition: i32, offset: i64) {
         match self {
             Position::Memory(next) | Position::JetStream(next) => {
@@ -67,7 +68,7 @@ impl Position {
             }
             Position::Kafka(next) => {
                 let slot = next.entry(partition).or_insert(0);
-                *slot = (*slot).max(offset + 1);
+                *slot = (*slot).max(offset.saturating_add(1));
             }
         }
     }
@@ -225,6 +226,8 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CursorError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn round_trip(position: Position, topic: &str) {
@@ -240,48 +243,118 @@ mod tests {
         );
     }
 
-    /// A small deterministic generator (xorshift), so the property runs without extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        /// Values spread over every magnitude, edges included.
-        fn number(&mut self) -> u64 {
-            match self.next() % 8 {
-                0 => 0,
-                1 => u64::MAX >> (self.next() % 64),
-                _ => self.next() >> (self.next() % 64),
-            }
-        }
-    }
-
     #[test]
-    fn every_position_round_trips() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for i in 0..5000 {
-            let topic = format!("t.{}", rng.next() % 1000);
-            let position = match i % 3 {
-                0 => Position::Memory(rng.number()),
-                1 => Position::JetStream(rng.number()),
-                _ => Position::Kafka(
-                    (0..rng.next() % 70)
-                        .map(|_| {
-                            (
-                                (rng.number() & i32::MAX as u64) as i32,
-                                (rng.number() & i64::MAX as u64) as i64,
-                            )
-                        })
-                        .collect(),
-                ),
-            };
-            round_trip(position, &topic);
-        }
+    fn edge_positions_round_trip() {
         round_trip(Position::Kafka(BTreeMap::new()), "empty");
         round_trip(Position::Memory(u64::MAX), "max");
+        round_trip(Position::JetStream(0), "");
+        round_trip(
+            Position::Kafka(BTreeMap::from([(0, 0), (i32::MAX, i64::MAX)])),
+            "max",
+        );
+    }
+
+    /// Values of every magnitude up to `max` (a power of two less one), both edges included.
+    fn number(max: u64) -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0),
+            Just(max),
+            (any::<u64>(), 0..64u32).prop_map(move |(v, shift)| (v >> shift) & max),
+        ]
+    }
+
+    /// Positions as brokers produce them: partitions and offsets are never negative.
+    fn position() -> impl Strategy<Value = Position> {
+        let partition = number(i32::MAX as u64).prop_map(|p| p as i32);
+        let offset = number(i64::MAX as u64).prop_map(|o| o as i64);
+        prop_oneof![
+            number(u64::MAX).prop_map(Position::Memory),
+            number(u64::MAX).prop_map(Position::JetStream),
+            prop::collection::btree_map(partition, offset, 0..70).prop_map(Position::Kafka),
+        ]
+    }
+
+    const KINDS: [&str; 4] = ["memory", "nats", "kafka", "amqp"];
+
+    proptest! {
+        #[test]
+        fn every_position_round_trips(position in position(), topic in ".{0,40}") {
+            round_trip(position, &topic);
+        }
+
+        #[test]
+        fn a_cursor_is_foreign_to_every_other_kind_and_topic(
+            position in position(),
+            topic in ".{0,40}",
+            other in ".{0,40}",
+        ) {
+            let text = position.encode(&topic);
+            for kind in KINDS.into_iter().filter(|k| *k != position.kind()) {
+                prop_assert!(
+                    matches!(Position::decode(&text, kind, &topic), Err(CursorError::Foreign(_))),
+                    "{kind}"
+                );
+            }
+            if fnv1a32(&other) != fnv1a32(&topic) {
+                prop_assert!(matches!(
+                    Position::decode(&text, position.kind(), &other),
+                    Err(CursorError::Foreign(_))
+                ));
+            }
+        }
+
+        #[test]
+        fn any_text_decodes_without_panic(text in ".{0,64}", kind in 0..4usize) {
+            if let Ok(position) = Position::decode(&text, KINDS[kind], "t") {
+                prop_assert_eq!(position.encode("t"), text);
+            }
+        }
+
+        /// Bytes behind a valid header, so decoding goes past the version and kind checks; a
+        /// cursor that decodes is the one text of its position.
+        #[test]
+        fn any_payload_decodes_without_panic_and_valid_ones_are_canonical(
+            kind_byte in 0..5u8,
+            payload in prop::collection::vec(any::<u8>(), 0..48),
+            kind in 0..4usize,
+        ) {
+            let mut raw = vec![VERSION, kind_byte];
+            raw.extend_from_slice(&fnv1a32("t").to_be_bytes());
+            raw.extend_from_slice(&payload);
+            let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw);
+            if let Ok(position) = Position::decode(&text, KINDS[kind], "t") {
+                prop_assert_eq!(position.kind(), KINDS[kind]);
+                prop_assert_eq!(position.encode("t"), text);
+            }
+        }
+
+        #[test]
+        fn advancing_never_steps_back_and_still_round_trips(
+            mut position in position(),
+            steps in prop::collection::vec(
+                (number(i32::MAX as u64), number(i64::MAX as u64)),
+                1..20,
+            ),
+        ) {
+            for (partition, offset) in steps {
+                let (partition, offset) = (partition as i32, offset as i64);
+                let before = position.clone();
+                position.advance(partition, offset);
+                let (now, was) = (position.read_from(), before.read_from());
+                match (&now, &was) {
+                    (ReadFrom::Sequence(now), ReadFrom::Sequence(was)) => {
+                        prop_assert!(now >= was);
+                        prop_assert!(*now > offset as u64);
+                    }
+                    (ReadFrom::Offsets(now), ReadFrom::Offsets(was)) => {
+                        prop_assert!(was.iter().all(|(p, o)| now[p] >= *o));
+                        prop_assert!(now[&partition] > offset || offset == i64::MAX);
+                    }
+                    _ => prop_assert!(false, "{now:?} after {was:?}"),
+                }
+                round_trip(position.clone(), "t");
+            }
+        }
     }
 
     #[test]
@@ -380,6 +453,11 @@ mod tests {
         assert_eq!(
             kafka.read_from(),
             ReadFrom::Offsets(BTreeMap::from([(0, 5), (1, 8), (2, 1)]))
+        );
+        kafka.advance(3, i64::MAX);
+        assert_eq!(
+            Position::decode(&kafka.encode("t"), "kafka", "t"),
+            Ok(kafka.clone())
         );
     }
 }

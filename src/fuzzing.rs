@@ -1,0 +1,216 @@
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by `tests/fuzz_corpus.rs`, which
+//! replays their committed corpora. Each takes one raw fuzzer input, runs it through the code
+//! under test, panics when an invariant breaks and returns whether the input was accepted. Not
+//! a supported API.
+//!
+//! Inputs are text-shaped so corpus files stay readable and seeds are easy to write:
+//!
+//! - `event_binary`: header lines `name: value`, an empty line, then the body (any bytes);
+//!   lines that are not a valid header are skipped, as an HTTP server would refuse them.
+//! - `event_structured`, `event_batch`, `event_ndjson`: the request body.
+//! - `sse_cursor`: a line with the broker kind, one with the topic, one with the cursor, then
+//!   lines `partition offset` the position is advanced past.
+//! - `config_toml`: the file.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::delivery::sse::cursor::Position;
+use crate::event::{self, Defaults, Event};
+
+/// A fuzz target: runs one input, panics on a broken invariant, returns whether it was accepted.
+pub type Target = fn(&[u8]) -> bool;
+
+/// Every target by name: the fuzz targets' binary names and their corpus directories.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("event_binary", event_binary),
+    ("event_structured", event_structured),
+    ("event_batch", event_batch),
+    ("event_ndjson", event_ndjson),
+    ("sse_cursor", sse_cursor),
+    ("config_toml", config_toml),
+];
+
+fn defaults() -> Defaults {
+    Defaults {
+        source: "sidebus://fuzz".into(),
+        ty: "sidebus.event",
+        max_event: 4096,
+        partition_key: Some("fuzz".into()),
+        id_seed: Some("fuzz".into()),
+        trace: Some(crate::trace::TraceContext {
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            tracestate: None,
+        }),
+    }
+}
+
+/// A parsed event has every required attribute, fits the size limit, and survives the
+/// structured encoding sidebus delivers it in (webhooks, SSE) unchanged.
+fn check_event(event: &Event, index: usize) {
+    let defaults = defaults();
+    assert!(!event.id.is_empty() && !event.source.is_empty() && !event.ty.is_empty());
+    assert!(event.data.len() <= defaults.max_event);
+    let json = event::to_json(event);
+    let body = Bytes::from(json.get().to_owned());
+    let back = event::parse_structured(&body, &body, &defaults, index)
+        .unwrap_or_else(|e| panic!("{} does not parse back: {e}", json.get()));
+    assert_eq!(
+        canonical(back),
+        canonical(event.clone()),
+        "through {}",
+        json.get()
+    );
+}
+
+/// What the structured encoding does not keep: the order of members, whitespace around JSON
+/// data, and an absent `datacontenttype` of JSON data, which the JSON format reads as JSON.
+fn canonical(mut event: Event) -> Event {
+    event.extensions.sort();
+    let declared_json = event
+        .datacontenttype
+        .as_deref()
+        .is_none_or(event::is_json_content_type);
+    if declared_json && serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).is_ok() {
+        event.data = Bytes::copy_from_slice(event.data.trim_ascii());
+        event
+            .datacontenttype
+            .get_or_insert_with(|| "application/json".into());
+    }
+    event
+}
+
+/// Binary mode: `ce-*` headers plus the body.
+pub fn event_binary(data: &[u8]) -> bool {
+    let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&data[..at], &data[at + 2..]),
+        None => (data, &[][..]),
+    };
+    let mut headers = HeaderMap::new();
+    for line in head.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii_start();
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let Ok(event) = event::parse_binary(&headers, Bytes::copy_from_slice(body), &defaults()) else {
+        return false;
+    };
+    assert_eq!(&event.data[..], body);
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .filter(|ct| !ct.is_empty());
+    assert_eq!(
+        event.datacontenttype.as_deref().map(str::as_bytes),
+        content_type.map(HeaderValue::as_bytes)
+    );
+    check_event(&event, 0);
+    true
+}
+
+/// Structured mode: one JSON object.
+pub fn event_structured(data: &[u8]) -> bool {
+    let body = Bytes::copy_from_slice(data);
+    let Ok(event) = event::parse_structured(&body, &body, &defaults(), 0) else {
+        return false;
+    };
+    check_event(&event, 0);
+    true
+}
+
+/// `application/cloudevents-batch+json`.
+pub fn event_batch(data: &[u8]) -> bool {
+    let body = Bytes::copy_from_slice(data);
+    let Ok(results) = event::parse_batch_json(&body, &defaults()) else {
+        return false;
+    };
+    for (i, result) in results.iter().enumerate() {
+        if let Ok(event) = result {
+            check_event(event, i);
+        }
+    }
+    results.iter().any(Result::is_ok)
+}
+
+/// `application/x-ndjson`.
+pub fn event_ndjson(data: &[u8]) -> bool {
+    let body = Bytes::copy_from_slice(data);
+    let results = event::parse_ndjson(&body, &defaults());
+    for (i, result) in results.iter().enumerate() {
+        if let Ok(event) = result {
+            check_event(event, i);
+        }
+    }
+    results.iter().any(Result::is_ok)
+}
+
+/// SSE resume cursors: a decoded cursor is the one text of its position, and advancing it
+/// never steps back and still round-trips.
+pub fn sse_cursor(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let mut lines = text.split('\n');
+    let kind = lines.next().unwrap_or_default();
+    let topic = lines.next().unwrap_or_default();
+    let cursor = lines.next().unwrap_or_default();
+    let Ok(mut position) = Position::decode(cursor, kind, topic) else {
+        return false;
+    };
+    assert_eq!(position.kind(), kind);
+    assert_eq!(
+        position.encode(topic),
+        cursor,
+        "a position has one cursor text"
+    );
+    for line in lines {
+        let Some((partition, offset)) = line.split_once(' ') else {
+            continue;
+        };
+        // Brokers number partitions and offsets from 0.
+        let (Ok(partition @ 0..), Ok(offset @ 0..)) = (partition.parse(), offset.parse()) else {
+            continue;
+        };
+        let before = position.clone();
+        position.advance(partition, offset);
+        assert!(at_or_past(&position, &before), "{before:?} -> {position:?}");
+        let next = match &position {
+            Position::Memory(next) | Position::JetStream(next) => *next as i128,
+            Position::Kafka(next) => i128::from(next[&partition]),
+        };
+        assert!(
+            next > i128::from(offset) || offset == i64::MAX,
+            "{position:?} is not past {offset}"
+        );
+        let text = position.encode(topic);
+        assert_eq!(Position::decode(&text, kind, topic), Ok(position.clone()));
+    }
+    true
+}
+
+fn at_or_past(now: &Position, before: &Position) -> bool {
+    match (now, before) {
+        (Position::Memory(a), Position::Memory(b)) => a >= b,
+        (Position::JetStream(a), Position::JetStream(b)) => a >= b,
+        (Position::Kafka(a), Position::Kafka(b)) => b
+            .iter()
+            .all(|(partition, offset)| a.get(partition).is_some_and(|o| o >= offset)),
+        _ => false,
+    }
+}
+
+/// `sidebus.toml`: parsing and validation refuse bad files with an error, never a panic.
+pub fn config_toml(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    crate::RawConfig::from_toml(text)
+        .and_then(crate::RawConfig::validate)
+        .is_ok()
+}
