@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::idempotency::{Begin, Claim, Stored};
+use super::idempotency::{parse_key, Begin, Claim, Stored};
 use crate::backend::{Outbound, Position, PublishResult};
 use crate::error::{ApiError, Problem};
 use crate::event::{self, Defaults, Event, EventError};
@@ -126,14 +126,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(|k| k.trim().trim_matches('"'))
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())
-        })?;
+    let key = parse_key(value.as_bytes()).ok_or_else(|| {
+        ApiError::BadRequest(
+            "Idempotency-Key must be 1-255 visible ASCII characters (inner spaces allowed, no \"), \
+             optionally in double quotes"
+                .into(),
+        )
+    })?;
     Ok(Some(key.to_string()))
 }
 
