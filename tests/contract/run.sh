@@ -15,6 +15,10 @@ bin=${CARGO_TARGET_DIR:-$root/target}/debug/sidebus
 
 if [ -z "${SIDEBUS_CONTRACT_IN_NETNS:-}" ]; then
   cargo build --quiet --bin sidebus
+  if ! command -v ip >/dev/null; then
+    echo "contract: needs \`ip\` (Debian package iproute2) to bring up loopback in its namespace" >&2
+    exit 1
+  fi
   export SIDEBUS_CONTRACT_IN_NETNS=1
   # As root a network namespace alone; otherwise inside a user namespace of our own.
   for flags in "--net" "--user --map-root-user --net"; do
@@ -89,7 +93,9 @@ until curl -fsS -o /dev/null "$base/readyz" 2>/dev/null; do
 done
 
 status=0
-SIDEBUS_CONTRACT_TOKEN=$token schemathesis --config-file tests/contract/schemathesis.toml run \
+# `python3 -m` runs the schemathesis that `python3 -m pip` installed (.ci/run), whatever PATH says.
+SIDEBUS_CONTRACT_TOKEN=$token python3 -m schemathesis.cli \
+  --config-file tests/contract/schemathesis.toml run \
   openapi/openapi.yaml --url "$base" "$@" || status=$?
 
 # A fuzzed sidebus must still be alive, must not have panicked in any task (a panic in a
