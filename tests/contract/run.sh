@@ -92,6 +92,17 @@ until curl -fsS -o /dev/null "$base/readyz" 2>/dev/null; do
   sleep 0.1
 done
 
+# Events on the spec's example topic, so streams of it from `earliest` carry CloudEvents (JSON,
+# text and binary data) whose schema the SSE checks can hold them to.
+publish() {
+  curl -fsS -o /dev/null -H "Authorization: Bearer $token" -H "Content-Type: $1" \
+    -H "ce-type: com.example.seeded" -H "ce-partitionkey: seed" --data-binary "$2" \
+    "$base/v1/publish/default/orders.v1"
+}
+publish application/json '{"n":1}'
+publish text/plain 'two'
+publish application/octet-stream $'\x01\x02three'
+
 status=0
 # `python3 -m` runs the schemathesis that `python3 -m pip` installed (.ci/run), whatever PATH says.
 SIDEBUS_CONTRACT_TOKEN=$token python3 -m schemathesis.cli \
