@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use super::extract::{Path, Query};
 use super::idempotency::{parse_key, Begin, Claim, Stored};
 use crate::backend::{Outbound, Position, PublishResult};
 use crate::error::{ApiError, Problem};
