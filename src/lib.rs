@@ -8,10 +8,10 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
-#[cfg(feature = "otlp")]
-pub mod otlp;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod pipeline;
 pub mod state;
 pub mod telemetry;

@@ -157,3 +157,48 @@ async fn traceparent_on_publish_arrives_continued_at_the_webhook() {
         "a new trace for a request without one: {fresh}"
     );
 }
+
+/// Hostile paths and query strings: a path segment whose percent-encoding is not UTF-8, and a
+/// query parameter given twice, get a problem+json 400 like every other error (axum's own
+/// extractors answered these with text/plain).
+#[tokio::test]
+async fn undecodable_paths_and_queries_are_problem_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&config(dir.path())).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let requests = [
+        (reqwest::Method::POST, "/v1/publish/mem/%FF"),
+        (reqwest::Method::POST, "/v1/publish/%FF/orders.eu/batch"),
+        (
+            reqwest::Method::POST,
+            "/v1/publish/mem/orders.eu?key=a&key=b",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/publish/mem/orders.eu/batch?key=a&key=b",
+        ),
+        (reqwest::Method::GET, "/v1/subscribe/mem/or%C3ders.eu"),
+        (reqwest::Method::GET, "/v1/subscriptions/%FF"),
+        (reqwest::Method::PUT, "/v1/subscriptions/%FF"),
+        (reqwest::Method::DELETE, "/v1/subscriptions/%FF"),
+        (reqwest::Method::POST, "/v1/subscriptions/%FF/pause"),
+        (reqwest::Method::POST, "/v1/subscriptions/%FF/resume"),
+    ];
+    for (method, path) in requests {
+        let response = server
+            .http
+            .request(method.clone(), server.url(path))
+            .header("authorization", &bearer)
+            .header("accept", "text/event-stream")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(response, 400).await;
+        assert_eq!(
+            body["type"], "urn:sidebus:problem:bad-request",
+            "{method} {path}"
+        );
+    }
+}

@@ -10,6 +10,27 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+/// Longest `Idempotency-Key`, quotes excluded.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The key of an `Idempotency-Key` header value, or `None` when it is malformed: 1-255
+/// characters of visible ASCII other than `"`, with inner spaces allowed, optionally wrapped
+/// in one pair of double quotes (the structured-field string form the IETF draft uses).
+pub fn parse_key(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
+    let key = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let visible = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"';
+    let bytes = key.as_bytes();
+    let well_formed = (1..=MAX_KEY_LEN).contains(&bytes.len())
+        && visible(bytes[0])
+        && visible(bytes[bytes.len() - 1])
+        && bytes.iter().all(|&b| b == b' ' || visible(b));
+    well_formed.then_some(key)
+}
+
 /// A response kept for replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -144,6 +165,37 @@ mod tests {
         Stored {
             status: StatusCode::OK,
             body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn keys_are_visible_ascii_optionally_quoted() {
+        let long = "k".repeat(MAX_KEY_LEN);
+        let quoted_long = format!("\"{long}\"");
+        for (value, key) in [
+            ("order-42", Some("order-42")),
+            ("\"order-42\"", Some("order-42")),
+            ("a b", Some("a b")),
+            ("\"a b\"", Some("a b")),
+            (" k ", Some("k")),
+            (long.as_str(), Some(long.as_str())),
+            (quoted_long.as_str(), Some(long.as_str())),
+        ] {
+            assert_eq!(parse_key(value.as_bytes()), key, "{value:?}");
+        }
+        let too_long = "k".repeat(MAX_KEY_LEN + 1);
+        for value in [
+            "",
+            "\"\"",
+            "\"",
+            "\"abc",
+            "a\"b",
+            "\" a\"",
+            "caf\u{e9}",
+            "a\u{1}b",
+            too_long.as_str(),
+        ] {
+            assert_eq!(parse_key(value.as_bytes()), None, "{value:?}");
         }
     }
 

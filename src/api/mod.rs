@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod extract;
 pub mod idempotency;
 mod publish;
 mod sse;

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::idempotency::{Begin, Claim, Stored};
+use super::extract::{Path, Query};
+use super::idempotency::{parse_key, Begin, Claim, Stored};
 use crate::backend::{Outbound, Position, PublishResult};
 use crate::error::{ApiError, Problem};
 use crate::event::{self, Defaults, Event, EventError};
@@ -128,14 +129,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(|k| k.trim().trim_matches('"'))
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())
-        })?;
+    let key = parse_key(value.as_bytes()).ok_or_else(|| {
+        ApiError::BadRequest(
+            "Idempotency-Key must be 1-255 visible ASCII characters (inner spaces allowed, no \"), \
+             optionally in double quotes"
+                .into(),
+        )
+    })?;
     Ok(Some(key.to_string()))
 }
 

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::extract::{Path, Query};
 use crate::backend::consume::{ConsumeError, StartFrom};
 use crate::config::SseConfig;
 use crate::delivery::sse::{self, StreamRequest, Streams};

@@ -1,11 +1,12 @@
 //! `/v1/subscriptions`: webhook subscriptions managed at runtime.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::extract::Path;
 use crate::delivery::{RegistryError, SubscriptionSpec};
 use crate::error::ApiError;
 use crate::state::AppState;

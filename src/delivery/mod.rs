@@ -5,6 +5,7 @@ pub mod spec;
 pub mod sse;
 pub mod status;
 pub mod webhook;
+mod whole;
 
 pub use registry::{Registry, RegistryError, SubscriptionView};
 pub use spec::SubscriptionSpec;

@@ -86,6 +86,9 @@ pub struct Registry {
     http: reqwest::Client,
     file: PathBuf,
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// Held for a whole save: concurrent saves would share the temporary file (one rename then
+    /// finds it gone) and could land out of order, leaving an older snapshot on disk.
+    saving: Mutex<()>,
 }
 
 impl Registry {
@@ -101,6 +104,7 @@ impl Registry {
             http,
             file: state_dir.join("subscriptions.json"),
             entries: Mutex::new(BTreeMap::new()),
+            saving: Mutex::new(()),
         })
     }
 
@@ -275,6 +279,8 @@ impl Registry {
     }
 
     fn persist(&self) -> Result<(), RegistryError> {
+        // The snapshot is taken under the save lock, so the last save writes the latest state.
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let saved: BTreeMap<String, Saved> = self
             .lock()
             .iter()
@@ -310,5 +316,32 @@ fn view(name: &str, e: &Entry) -> SubscriptionView {
         origin: e.origin,
         spec: e.spec.redacted(),
         status: e.status.view(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concurrent API changes each save the file: they must not trip over one another's
+    /// temporary file (a rename found it gone, and the change was answered 503).
+    #[test]
+    fn concurrent_saves_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(Arc::new(BTreeMap::new()), dir.path().join("state"));
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        registry.persist().expect("every save succeeds");
+                    }
+                });
+            }
+        });
+        let saved = std::fs::read(dir.path().join("state/subscriptions.json")).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&saved).unwrap(),
+            serde_json::json!({})
+        );
     }
 }

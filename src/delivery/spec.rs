@@ -40,6 +40,7 @@ pub enum ContentMode {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
+    #[serde(deserialize_with = "super::whole::deserialize")]
     pub max_attempts: u32,
     /// Delay before the second attempt.
     #[serde(with = "humantime_serde")]
@@ -82,7 +83,10 @@ pub struct SubscriptionSpec {
     #[serde(default)]
     pub ordering: Ordering,
     /// Most events being delivered at once; in batch mode, most batch requests at once.
-    #[serde(default = "default_max_in_flight")]
+    #[serde(
+        default = "default_max_in_flight",
+        deserialize_with = "super::whole::deserialize"
+    )]
     pub max_in_flight: usize,
     /// Time allowed for one webhook request.
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -97,13 +101,20 @@ pub struct SubscriptionSpec {
     #[serde(default)]
     pub content_mode: ContentMode,
     /// Most events per request in batch mode.
-    #[serde(default = "default_max_batch")]
+    #[serde(
+        default = "default_max_batch",
+        deserialize_with = "super::whole::deserialize"
+    )]
     pub max_batch: usize,
     /// Standard Webhooks signing secret (`whsec_` + base64); deliveries are signed when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// Most events per second delivered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole::option"
+    )]
     pub rate_limit: Option<u32>,
 }
 
@@ -308,6 +319,29 @@ mod tests {
             let err = s.validate(|b| b == "b").unwrap_err();
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    /// JSON Schema's `integer` includes `2346.0`; encoders that write floats send it so.
+    #[test]
+    fn integer_fields_take_whole_floats() {
+        let s: SubscriptionSpec = serde_json::from_str(
+            r#"{"broker": "b", "topic": "t", "endpoint": "http://x", "max_batch": 2346.0,
+                "max_in_flight": 1629.0, "rate_limit": 15177.0, "retry": {"max_attempts": 3.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.max_batch,
+                s.max_in_flight,
+                s.rate_limit,
+                s.retry.max_attempts
+            ),
+            (2346, 1629, Some(15177), 3)
+        );
+        assert!(serde_json::from_str::<SubscriptionSpec>(
+            r#"{"broker": "b", "topic": "t", "endpoint": "http://x", "max_batch": 1.5}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -208,11 +208,31 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
     }
 }
 
-/// A JSON attribute value as a string: strings unescaped, numbers and booleans as written,
-/// `null` as absent.
+/// Attributes whose CloudEvents type is String: the core ones, and the extensions sidebus
+/// knows (partitioning, distributed tracing). In JSON they must be strings.
+const STRING_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    PARTITION_KEY,
+    "traceparent",
+    "tracestate",
+];
+
+/// A JSON attribute value as a string: strings unescaped, numbers and booleans (allowed for
+/// other extensions only) as written, `null` as absent.
 fn attribute_value(name: &str, raw: &RawValue) -> Result<Option<String>, EventError> {
     let text = raw.get();
-    match text.as_bytes().first() {
+    let first = text.as_bytes().first();
+    if STRING_ATTRIBUTES.contains(&name) && !matches!(first, Some(b'"' | b'n')) {
+        return Err(invalid(format!("attribute `{name}` must be a string")));
+    }
+    match first {
         Some(b'"') => serde_json::from_str::<String>(text)
             .map(Some)
             .map_err(|e| invalid(format!("attribute `{name}`: {e}"))),
@@ -421,10 +441,28 @@ mod tests {
             r#"{"specversion":"1.0","id":{"x":1}}"#,
             r#"{"specversion":"1.0","data":1,"data_base64":"AA=="}"#,
             r#"{"specversion":"1.0","data_base64":"!!"}"#,
+            // String-typed attributes take no numbers or booleans.
+            r#"{"specversion":1.0}"#,
+            r#"{"specversion":"1.0","id":2534111}"#,
+            r#"{"specversion":"1.0","datacontenttype":573485148}"#,
+            r#"{"specversion":"1.0","subject":true}"#,
+            r#"{"specversion":"1.0","partitionkey":42}"#,
         ] {
             let b = Bytes::from(body);
             assert!(parse_structured(&b, &b, &defaults(), 0).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn structured_extensions_may_be_numbers_and_null_means_absent() {
+        let body = Bytes::from_static(
+            br#"{"specversion":"1.0","id":null,"subject":null,"count":42,"flag":true}"#,
+        );
+        let event = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        assert!(!event.id.is_empty(), "a null id is filled in");
+        assert_eq!(event.subject, None);
+        assert_eq!(event.extension("count"), Some("42"));
+        assert_eq!(event.extension("flag"), Some("true"));
     }
 
     #[test]
