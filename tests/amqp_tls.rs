@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::brokers::{amqp_channel, amqp_consumer, amqp_read, amqp_url};
 use common::receiver::Receiver;
-use common::tls::{assert_ready, assert_refused, TestPki};
+use common::tls::{assert_ready, assert_refused, assert_startup_fails, TestPki};
 use common::tls_proxy::TlsProxy;
 use common::{unique_topic, TestServer};
 use serde_json::json;
@@ -248,16 +248,5 @@ async fn unusable_tls_files_stop_startup_naming_the_setting() {
             ),
         ),
     ];
-    for (toml, expected) in cases {
-        let config = sidebus::RawConfig::from_toml(&toml)
-            .unwrap()
-            .validate()
-            .unwrap();
-        let err = match sidebus::AppState::build(config).await {
-            Ok(_) => panic!("started with unusable TLS files:\n{toml}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(&expected), "{err}");
-        assert!(err.contains("broker `tasks`"), "{err}");
-    }
+    assert_startup_fails(cases.into(), "tasks").await;
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use async_nats::jetstream;
 use common::brokers::PrivateNats;
-use common::tls::{assert_ready, assert_refused, TestPki};
+use common::tls::{assert_ready, assert_refused, assert_startup_fails, TestPki};
 use common::{unique_topic, TestServer};
 use serde_json::Value;
 
@@ -160,16 +160,5 @@ async fn unusable_tls_files_stop_startup_naming_the_setting() {
             ),
         ),
     ];
-    for (toml, expected) in cases {
-        let config = sidebus::RawConfig::from_toml(&toml)
-            .unwrap()
-            .validate()
-            .unwrap();
-        let err = match sidebus::AppState::build(config).await {
-            Ok(_) => panic!("started with unusable TLS files:\n{toml}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(&expected), "{err}");
-        assert!(err.contains("broker `jobs`"), "{err}");
-    }
+    assert_startup_fails(cases.into(), "jobs").await;
 }

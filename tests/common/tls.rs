@@ -151,3 +151,20 @@ pub async fn assert_refused(server: &TestServer, broker: &str, expected: &[&str]
     let detail = problem["detail"].as_str().unwrap();
     assert!(says(detail), "publish: {problem}");
 }
+
+/// Builds sidebus from each `(config, expected)` case and checks that startup fails with a
+/// message holding `expected` and naming broker `broker`.
+pub async fn assert_startup_fails(cases: Vec<(String, String)>, broker: &str) {
+    for (toml, expected) in cases {
+        let config = sidebus::RawConfig::from_toml(&toml)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let err = match sidebus::AppState::build(config).await {
+            Ok(_) => panic!("started with unusable TLS files:\n{toml}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&expected), "{err}");
+        assert!(err.contains(&format!("broker `{broker}`")), "{err}");
+    }
+}
