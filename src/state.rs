@@ -123,9 +123,10 @@ impl AppState {
         self.inner.metrics.render()
     }
 
-    /// Stops intake on every pipeline and waits until each event taken has its broker result.
+    /// Stops the subscriptions (waiting for their deliveries in flight), then intake on every
+    /// pipeline, and waits until each event taken has its broker result.
     pub async fn drain(&self) {
-        self.inner.subscriptions.stop_all();
+        self.inner.subscriptions.stop_all().await;
         futures::future::join_all(self.brokers().map(|b| b.pipeline.drain())).await;
     }
 }

@@ -89,6 +89,9 @@ pub struct Registry {
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
     /// finds it gone) and could land out of order, leaving an older snapshot on disk.
     saving: Mutex<()>,
+    /// The dispatcher tasks, awaited at shutdown so that deliveries in flight finish or go back
+    /// to the broker (and their spans end) before sidebus exits.
+    dispatchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Registry {
@@ -105,6 +108,7 @@ impl Registry {
             file: state_dir.join("subscriptions.json"),
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
+            dispatchers: Mutex::new(Vec::new()),
         })
     }
 
@@ -167,7 +171,12 @@ impl Registry {
             status: status.clone(),
             control: control.clone(),
         });
-        tokio::spawn(webhook::run(worker, broker.backend.clone()));
+        let dispatcher = tokio::spawn(webhook::run(worker, broker.backend.clone()));
+        {
+            let mut dispatchers = self.dispatchers.lock().unwrap_or_else(|e| e.into_inner());
+            dispatchers.retain(|d| !d.is_finished());
+            dispatchers.push(dispatcher);
+        }
         if origin == Origin::Runtime {
             // A pause the dispatcher decides (410 Gone) is saved like one asked through the API.
             let mut changes = control.subscribe();
@@ -271,10 +280,16 @@ impl Registry {
         self.lock().iter().map(|(n, e)| view(n, e)).collect()
     }
 
-    /// Stops every subscription (shutdown).
-    pub fn stop_all(&self) {
+    /// Stops every subscription (shutdown) and waits until their deliveries in flight have
+    /// finished or gone back to the broker.
+    pub async fn stop_all(&self) {
         for entry in self.lock().values() {
             entry.control.send_replace(RunState::Stopped);
+        }
+        let dispatchers =
+            std::mem::take(&mut *self.dispatchers.lock().unwrap_or_else(|e| e.into_inner()));
+        for dispatcher in dispatchers {
+            let _ = dispatcher.await;
         }
     }
 
