@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::brokers::{amqp_channel, amqp_consumer, amqp_read, amqp_url};
 use common::receiver::Receiver;
-use common::tls::{assert_ready, assert_refused, assert_startup_fails, TestPki};
+use common::tls::{assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki};
 use common::tls_proxy::TlsProxy;
 use common::{unique_topic, TestServer};
 use serde_json::json;
@@ -56,21 +56,9 @@ async fn proxy(pki: &TestPki, require_client_cert: bool) -> TlsProxy {
     TlsProxy::start(pki, require_client_cert, rabbitmq_addr().await).await
 }
 
-/// A sidecar config with one AMQP broker `tasks` at `url` trusting `ca`, presenting the client
-/// certificate of `client` when given.
+/// A sidecar config with one AMQP broker `tasks` at `url` (see [`broker_config`]).
 fn config(url: &str, ca: &Path, client: Option<&TestPki>) -> String {
-    let mut toml = format!(
-        "source = \"sidebus://test\"\n[pipeline]\nack_timeout = \"5s\"\n[brokers.tasks]\n\
-         kind = \"amqp\"\nurl = \"{url}\"\ntls_ca_file = {ca:?}\n"
-    );
-    if let Some(pki) = client {
-        toml.push_str(&format!(
-            "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            pki.client_cert(),
-            pki.client_key()
-        ));
-    }
-    toml
+    broker_config("tasks", "amqp", url, ca, client)
 }
 
 /// Publishes `PAYLOAD` through `server` and reads it back with a native consumer on a plain

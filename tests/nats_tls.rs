@@ -8,27 +8,15 @@ use std::path::Path;
 
 use async_nats::jetstream;
 use common::brokers::PrivateNats;
-use common::tls::{assert_ready, assert_refused, assert_startup_fails, TestPki};
+use common::tls::{assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki};
 use common::{unique_topic, TestServer};
 use serde_json::Value;
 
 const PAYLOAD: &[u8] = b"\x00\xffpaid over TLS\r\n";
 
-/// A sidecar config with one NATS broker `jobs` at `url` trusting `ca`, presenting the client
-/// certificate of `client` when given.
+/// A sidecar config with one NATS broker `jobs` at `url` (see [`broker_config`]).
 fn config(url: &str, ca: &Path, client: Option<&TestPki>) -> String {
-    let mut toml = format!(
-        "source = \"sidebus://test\"\n[pipeline]\nack_timeout = \"5s\"\n[brokers.jobs]\n\
-         kind = \"nats\"\nurl = \"{url}\"\ntls_ca_file = {ca:?}\n"
-    );
-    if let Some(pki) = client {
-        toml.push_str(&format!(
-            "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            pki.client_cert(),
-            pki.client_key()
-        ));
-    }
-    toml
+    broker_config("jobs", "nats", url, ca, client)
 }
 
 /// A native client over TLS trusting `pki`'s CA, with its client certificate when `mtls`.

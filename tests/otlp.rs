@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use common::process::{free_port, Sidebus};
+use common::process::Sidebus;
 use common::receiver::Receiver;
 use serde_json::Value;
 
@@ -45,11 +45,8 @@ async fn collector() -> (String, Exports) {
 /// spans); returns the `traceparent` the webhook request carried.
 async fn publish_and_deliver(endpoint: &str, protocol: &str, receiver: &Receiver) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sidebus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let toml = format!(
+        r#"
 [telemetry]
 otlp_endpoint = "{endpoint}"
 otlp_protocol = "{protocol}"
@@ -62,13 +59,10 @@ topic = "orders"
 endpoint = "{}"
 start = "earliest"
 "#,
-            receiver.url
-        ),
-    )
-    .unwrap();
+        receiver.url
+    );
     let http = reqwest::Client::new();
-    let sidebus = Sidebus::spawn(free_port(), Some(&config), dir.path());
-    sidebus.wait_ready(&http).await;
+    let sidebus = Sidebus::start(&toml, dir.path(), &http).await;
     let r = http
         .post(format!("{}/v1/publish/default/orders", sidebus.base))
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))

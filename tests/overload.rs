@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::brokers::Kafka;
-use common::process::{free_port, Sidebus};
+use common::process::Sidebus;
 use common::receiver::Receiver;
 use common::unique_topic;
-use serde_json::Value;
 use tokio::task::JoinSet;
 
 /// How long the overload lasts.
@@ -94,11 +93,8 @@ async fn ten_times_the_sustainable_rate_for_a_minute() {
     let receiver = Receiver::start().await;
     receiver.slow(Duration::from_millis(200));
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sidebus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let toml = format!(
+        r#"
 limits = {{ pipeline_depth = 100, max_batch = 100 }}
 [pipeline]
 max_batch_events = 10
@@ -117,13 +113,10 @@ start = "earliest"
 ordering = "none"
 max_in_flight = 4
 "#,
-            kafka.bootstrap, receiver.url
-        ),
-    )
-    .unwrap();
+        kafka.bootstrap, receiver.url
+    );
     let http = reqwest::Client::new();
-    let mut sidebus = Sidebus::spawn(free_port(), Some(&config), dir.path());
-    sidebus.wait_ready(&http).await;
+    let mut sidebus = Sidebus::start(&toml, dir.path(), &http).await;
     let url = format!("{}/v1/publish/events/{topic}", sidebus.base);
     assert_eq!(
         http.post(&url).body("first").send().await.unwrap().status(),
@@ -185,14 +178,7 @@ max_in_flight = 4
     // gauge refreshed with the client's statistics, so it is polled until it has caught up).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status: Value = http
-            .get(format!("{}/v1/subscriptions/slow", sidebus.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = sidebus.get_json(&http, "/v1/subscriptions/slow").await;
         let figure = |name: &str| status["status"][name].as_u64().unwrap();
         let (delivered, in_flight, lag) = (figure("delivered"), figure("in_flight"), figure("lag"));
         assert!(in_flight <= 4, "{status}");

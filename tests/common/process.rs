@@ -37,6 +37,27 @@ impl Sidebus {
         }
     }
 
+    /// Writes `toml` as `dir/sidebus.toml`, starts the binary with it on a free port and waits
+    /// until it is ready.
+    pub async fn start(toml: &str, dir: &std::path::Path, http: &reqwest::Client) -> Self {
+        let config = dir.join("sidebus.toml");
+        std::fs::write(&config, toml).unwrap();
+        let sidebus = Self::spawn(free_port(), Some(&config), dir);
+        sidebus.wait_ready(http).await;
+        sidebus
+    }
+
+    /// GETs `path` and parses the JSON body.
+    pub async fn get_json(&self, http: &reqwest::Client, path: &str) -> serde_json::Value {
+        http.get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request reaches sidebus")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// Polls `/readyz` until it answers 200, failing after 30 s.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

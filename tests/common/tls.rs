@@ -101,6 +101,29 @@ fn write(dir: &Path, file: &str, pem: &str) {
     std::fs::write(dir.join(file), pem).unwrap();
 }
 
+/// A sidecar config with one broker `name` of `kind` at `url`, trusting `ca` and presenting the
+/// client certificate of `client` when given.
+pub fn broker_config(
+    name: &str,
+    kind: &str,
+    url: &str,
+    ca: &Path,
+    client: Option<&TestPki>,
+) -> String {
+    let mut toml = format!(
+        "source = \"sidebus://test\"\n[pipeline]\nack_timeout = \"5s\"\n[brokers.{name}]\n\
+         kind = \"{kind}\"\nurl = \"{url}\"\ntls_ca_file = {ca:?}\n"
+    );
+    if let Some(pki) = client {
+        toml.push_str(&format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            pki.client_cert(),
+            pki.client_key()
+        ));
+    }
+    toml
+}
+
 /// Asserts `/readyz` is 200 "ready" with the (only) broker connected.
 pub async fn assert_ready(server: &TestServer) {
     let response = server.http.get(server.url("/readyz")).send().await.unwrap();
