@@ -270,27 +270,21 @@ struct Call<'a> {
 
 /// Runs a publish inside its span and records its status and latency. `work` gets the trace
 /// context the events carry: the request's, continued by the span when spans are exported.
-async fn observed<F, Fut>(
-    state: &AppState,
-    broker: &str,
-    topic: &str,
-    mode: &'static str,
-    headers: &HeaderMap,
-    work: F,
-) -> Response
+async fn observed<'a, F, Fut>(call: Call<'a>, mode: &'static str, work: F) -> Response
 where
-    F: FnOnce(Option<TraceContext>) -> Fut,
+    F: FnOnce(Call<'a>, Option<TraceContext>) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
     let started = Instant::now();
+    let (broker, topic) = (call.broker, call.topic);
     let span = tracing::debug_span!("publish", %broker, %topic, mode);
-    let incoming = crate::trace::from_headers(headers);
+    let incoming = crate::trace::from_headers(call.headers);
     let trace = crate::trace::adopt(&span, incoming.as_ref()).or(incoming);
-    let response = work(trace)
+    let response = work(call, trace)
         .instrument(span)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    observe(state, broker, mode, started, &response);
+    observe(call.state, broker, mode, started, &response);
     response
 }
 
@@ -310,7 +304,7 @@ pub async fn publish_one(
         uri: &uri,
         headers: &headers,
     };
-    observed(&state, &broker, &topic, "single", &headers, |trace| {
+    observed(call, "single", |call, trace| {
         publish_one_inner(call, params, trace, body)
     })
     .await
@@ -384,7 +378,7 @@ pub async fn publish_batch(
         uri: &uri,
         headers: &headers,
     };
-    observed(&state, &broker, &topic, "batch", &headers, |trace| {
+    observed(call, "batch", |call, trace| {
         publish_batch_inner(call, params, trace, body)
     })
     .await

@@ -65,13 +65,15 @@ impl Worker {
             events = deliveries.len(),
             traceparent = deliveries.first().and_then(|d| d.event.extension("traceparent")).unwrap_or(""),
         );
-        let incoming = deliveries.first().and_then(|d| {
-            Some(crate::trace::TraceContext {
-                traceparent: d.event.extension("traceparent")?.to_string(),
-                tracestate: d.event.extension("tracestate").map(str::to_string),
-            })
-        });
-        crate::trace::adopt(&span, incoming.as_ref());
+        if !span.is_disabled() {
+            let incoming = deliveries.first().and_then(|d| {
+                Some(crate::trace::TraceContext {
+                    traceparent: d.event.extension("traceparent")?.to_string(),
+                    tracestate: d.event.extension("tracestate").map(str::to_string),
+                })
+            });
+            crate::trace::adopt(&span, incoming.as_ref());
+        }
         self.deliver_traced(deliveries).instrument(span).await
     }
 
