@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -83,7 +83,9 @@ struct Saved {
 /// All subscriptions of this sidecar.
 pub struct Registry {
     brokers: Arc<BTreeMap<String, Broker>>,
-    http: reqwest::Client,
+    /// Built with the first subscription: a sidecar that only publishes never loads a TLS
+    /// library or its certificate store.
+    http: OnceLock<reqwest::Client>,
     file: PathBuf,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
@@ -97,19 +99,28 @@ pub struct Registry {
 impl Registry {
     /// An empty registry persisting to `state_dir/subscriptions.json`.
     pub fn new(brokers: Arc<BTreeMap<String, Broker>>, state_dir: PathBuf) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("an HTTP client with default TLS builds");
         Arc::new(Self {
             brokers,
-            http,
+            http: OnceLock::new(),
             file: state_dir.join("subscriptions.json"),
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
             dispatchers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The webhook client shared by every subscription: redirects are not followed (a 3xx is a
+    /// permanent failure), idle connections are kept for up to 256 deliveries in flight per host.
+    fn http_client(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_max_idle_per_host(256)
+                    .build()
+                    .expect("an HTTP client with default TLS builds")
+            })
+            .clone()
     }
 
     /// Starts the config's subscriptions and the runtime ones saved by an earlier run.
@@ -150,6 +161,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         spec.name = None;
         self.validate(name, &spec)?;
+        let endpoint = spec.endpoint_url()?;
         let broker = &self.brokers[&spec.broker];
         let status = Status::new(name, paused);
         let initial = if paused {
@@ -166,7 +178,8 @@ impl Registry {
                 .and_then(std::num::NonZeroU32::new)
                 .map(|r| governor::RateLimiter::direct(governor::Quota::per_second(r))),
             spec: Arc::new(spec.clone()),
-            http: self.http.clone(),
+            http: self.http_client(),
+            endpoint,
             pipeline: broker.pipeline.clone(),
             status: status.clone(),
             control: control.clone(),

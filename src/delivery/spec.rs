@@ -196,15 +196,8 @@ impl SubscriptionSpec {
         self.group.as_deref().unwrap_or(name)
     }
 
-    /// Checks every field; `broker_exists` tells whether a broker name is configured.
-    pub fn validate(&self, broker_exists: impl Fn(&str) -> bool) -> Result<(), SpecError> {
-        if !broker_exists(&self.broker) {
-            return Err(bad(
-                "broker",
-                format!("no broker named `{}` is configured", self.broker),
-            ));
-        }
-        validate_topic(&self.topic).map_err(|e| bad("topic", e.to_string()))?;
+    /// The endpoint as the URL every request goes to: absolute, http or https.
+    pub fn endpoint_url(&self) -> Result<reqwest::Url, SpecError> {
         let uri: http::Uri = self
             .endpoint
             .parse()
@@ -218,6 +211,20 @@ impl SubscriptionSpec {
                 ),
             ));
         }
+        reqwest::Url::parse(&self.endpoint)
+            .map_err(|e| bad("endpoint", format!("`{}` is not a URL: {e}", self.endpoint)))
+    }
+
+    /// Checks every field; `broker_exists` tells whether a broker name is configured.
+    pub fn validate(&self, broker_exists: impl Fn(&str) -> bool) -> Result<(), SpecError> {
+        if !broker_exists(&self.broker) {
+            return Err(bad(
+                "broker",
+                format!("no broker named `{}` is configured", self.broker),
+            ));
+        }
+        validate_topic(&self.topic).map_err(|e| bad("topic", e.to_string()))?;
+        self.endpoint_url()?;
         if let Some(group) = &self.group {
             validate_name(group)
                 .map_err(|_| bad("group", "must be 1-128 characters of [A-Za-z0-9._-]"))?;

@@ -1,15 +1,18 @@
 //! JetStream consumers: a durable pull consumer per group (explicit acks, `max_ack_pending` =
 //! max in flight), and an ordered consumer from a stream sequence for positional reads.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
+use async_nats::Subject;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
 
 use super::NatsBackend;
 use crate::backend::consume::{
@@ -20,6 +23,10 @@ use crate::event::{self, Event};
 /// How long JetStream waits for an ack before redelivering; sidebus extends it with progress
 /// acks while an event is being retried, so a slow delivery is not duplicated.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How often held messages get a progress ack: a message waits at most this long plus half of
+/// it for its first one, well inside `ACK_WAIT`.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// A durable consumer name for a group: JetStream names exclude `.`, `*`, `>` and spaces.
 pub fn durable_name(group: &str) -> String {
@@ -51,19 +58,98 @@ fn to_event(message: &async_nats::Message) -> Event {
     event::from_broker(attrs, content_type, message.payload.clone())
 }
 
+/// The unsettled messages of one consumer, kept "in progress" by one ticker for all of them
+/// (a timer per message cost a task spawn per delivery).
+#[derive(Default)]
+struct InProgress {
+    next: AtomicU64,
+    held: Mutex<HashMap<u64, Held>>,
+}
+
+struct Held {
+    since: Instant,
+    reply: Subject,
+}
+
+impl InProgress {
+    fn hold(&self, reply: Subject) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let held = Held {
+            since: Instant::now(),
+            reply,
+        };
+        lock(&self.held).insert(id, held);
+        id
+    }
+
+    fn release(&self, id: u64) {
+        lock(&self.held).remove(&id);
+    }
+
+    /// The reply subjects of messages held for at least `age`.
+    fn older_than(&self, age: Duration) -> Vec<Subject> {
+        let now = Instant::now();
+        lock(&self.held)
+            .values()
+            .filter(|h| now.duration_since(h.since) >= age)
+            .map(|h| h.reply.clone())
+            .collect()
+    }
+
+    /// Sends a progress ack every `PROGRESS_EVERY` for every message held for at least half
+    /// that long, so none reaches `ACK_WAIT` while its delivery is still being tried.
+    async fn keep(self: Arc<Self>, client: async_nats::Client) {
+        let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if Arc::strong_count(&self) == 1 {
+                return;
+            }
+            for reply in self.older_than(PROGRESS_EVERY / 2) {
+                let _ = client.publish(reply, AckKind::Progress.into()).await;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the deliveries of one consumer are settled through.
+#[derive(Clone)]
+struct Acker {
+    client: async_nats::Client,
+    in_progress: Arc<InProgress>,
+}
+
+impl Acker {
+    /// Holds the message answering to `reply` in progress until it is settled.
+    fn hold(&self, reply: Subject) -> NatsSettle {
+        NatsSettle {
+            id: self.in_progress.hold(reply.clone()),
+            reply: Some(reply),
+            acker: self.clone(),
+        }
+    }
+}
+
 struct NatsSettle {
+    acker: Acker,
     /// Taken by `ack`/`nack`; still here on drop means the event was never settled.
-    message: Option<jetstream::Message>,
-    keepalive: tokio::task::JoinHandle<()>,
+    reply: Option<Subject>,
+    id: u64,
 }
 
 impl NatsSettle {
     fn reply(mut self: Box<Self>, kind: AckKind) -> BoxFuture<'static, Result<(), ConsumeError>> {
-        self.keepalive.abort();
-        let message = self.message.take().expect("settled once");
+        self.acker.in_progress.release(self.id);
+        let reply = self.reply.take().expect("settled once");
+        let client = self.acker.client.clone();
         Box::pin(async move {
-            message
-                .ack_with(kind)
+            client
+                .publish(reply, kind.into())
                 .await
                 .map_err(|e| ConsumeError::Unavailable(format!("ack: {e}")))
         })
@@ -82,28 +168,18 @@ impl Settle for NatsSettle {
 
 impl Drop for NatsSettle {
     /// An unsettled event goes back to the stream at once instead of being kept "in progress"
-    /// by the keep-alive forever.
+    /// forever.
     fn drop(&mut self) {
-        self.keepalive.abort();
-        if let Some(message) = self.message.take() {
+        if let Some(reply) = self.reply.take() {
+            self.acker.in_progress.release(self.id);
+            let client = self.acker.client.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    let _ = client.publish(reply, AckKind::Nak(None).into()).await;
                 });
             }
         }
     }
-}
-
-fn keepalive(message: jetstream::Message) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(ACK_WAIT / 2).await;
-            if message.ack_with(AckKind::Progress).await.is_err() {
-                return;
-            }
-        }
-    })
 }
 
 impl NatsBackend {
@@ -145,7 +221,12 @@ impl NatsBackend {
         let pending = Arc::new(AtomicU64::new(0));
         let lag = pending.clone();
         let topic: Arc<str> = Arc::from(spec.topic.as_str());
-        tokio::spawn(pump(consumer, topic, tx, stopped, pending));
+        let acker = Acker {
+            client: self.client.clone(),
+            in_progress: Arc::new(InProgress::default()),
+        };
+        tokio::spawn(acker.in_progress.clone().keep(self.client.clone()));
+        tokio::spawn(pump(consumer, topic, tx, stopped, pending, acker));
         let mut out = Consumer::new(rx, stop);
         out.lag = Arc::new(move || Some(lag.load(Ordering::Relaxed)));
         Ok(out)
@@ -220,6 +301,7 @@ async fn pump(
     tx: mpsc::Sender<Result<Delivery, ConsumeError>>,
     mut stopped: oneshot::Receiver<()>,
     pending: Arc<AtomicU64>,
+    acker: Acker,
 ) {
     loop {
         let mut messages = match consumer.messages().await {
@@ -258,6 +340,9 @@ async fn pump(
                 }
                 Err(_) => (0, false),
             };
+            let Some(reply) = message.message.reply.clone() else {
+                continue;
+            };
             let delivery = Delivery {
                 topic: topic.clone(),
                 event: to_event(&message),
@@ -266,14 +351,32 @@ async fn pump(
                     offset: sequence as i64,
                 },
                 redelivered,
-                settle: Box::new(NatsSettle {
-                    keepalive: keepalive(message.clone()),
-                    message: Some(message),
-                }),
+                settle: Box::new(acker.hold(reply)),
             };
             if tx.send(Ok(delivery)).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_messages_held_long_enough_get_progress() {
+        let in_progress = InProgress::default();
+        let old = in_progress.hold(Subject::from("$JS.ACK.old"));
+        lock(&in_progress.held).get_mut(&old).unwrap().since -= Duration::from_secs(6);
+        let young = in_progress.hold(Subject::from("$JS.ACK.young"));
+        assert_eq!(
+            in_progress.older_than(Duration::from_secs(5)),
+            vec![Subject::from("$JS.ACK.old")]
+        );
+        in_progress.release(old);
+        assert!(in_progress.older_than(Duration::from_secs(5)).is_empty());
+        in_progress.release(young);
+        assert!(lock(&in_progress.held).is_empty());
     }
 }

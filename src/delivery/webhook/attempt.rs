@@ -30,6 +30,8 @@ pub struct Worker {
     pub spec: Arc<SubscriptionSpec>,
     /// The HTTP client (connection pool shared by all subscriptions).
     pub http: reqwest::Client,
+    /// The spec's endpoint, parsed once rather than per request.
+    pub endpoint: reqwest::Url,
     /// Signing key, when the spec has a secret.
     pub key: Option<SigningKey>,
     /// The pipeline of the subscription's broker, for dead letters.
@@ -103,7 +105,7 @@ impl Worker {
             request.stamp(self.key.as_ref(), chrono::Utc::now().timestamp());
             let sent = self
                 .http
-                .post(&self.spec.endpoint)
+                .post(self.endpoint.clone())
                 .headers(request.headers.clone())
                 .body(request.body.clone())
                 .timeout(self.spec.timeout)

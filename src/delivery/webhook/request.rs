@@ -1,6 +1,8 @@
 //! Building a webhook request: CloudEvents HTTP binding (binary, structured, batch) plus
 //! Standard Webhooks signature headers.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -66,6 +68,20 @@ fn header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((name, value))
 }
 
+/// The `ce-` header of a context attribute; the names every event carries are built once.
+fn attribute_header(attribute: &str) -> Option<HeaderName> {
+    Some(match attribute {
+        "specversion" => HeaderName::from_static("ce-specversion"),
+        "id" => HeaderName::from_static("ce-id"),
+        "source" => HeaderName::from_static("ce-source"),
+        "type" => HeaderName::from_static("ce-type"),
+        "time" => HeaderName::from_static("ce-time"),
+        "subject" => HeaderName::from_static("ce-subject"),
+        "traceparent" => HeaderName::from_static("ce-traceparent"),
+        other => HeaderName::from_bytes(format!("ce-{other}").as_bytes()).ok()?,
+    })
+}
+
 /// Builds the request for `events` (one, except in batch mode).
 pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
     let first = events[0];
@@ -73,8 +89,9 @@ pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
     let (body, id) = match mode {
         ContentMode::Binary => {
             for (name, value) in first.header_attributes() {
-                let encoded = utf8_percent_encode(value, HEADER_VALUE).to_string();
-                if let Some((n, v)) = header(&format!("ce-{name}"), &encoded) {
+                let encoded: Cow<'_, str> = utf8_percent_encode(value, HEADER_VALUE).into();
+                if let (Some(n), Ok(v)) = (attribute_header(name), HeaderValue::from_str(&encoded))
+                {
                     headers.insert(n, v);
                 }
             }
