@@ -39,9 +39,8 @@ use hyper::{header, Request};
 use hyper_util::rt::TokioIo;
 use sidebus::{AppState, RawConfig};
 
-/// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
+sidebus::mimalloc_on_demand!();
 
 const BROKER: &str = "bench";
 /// Keep-alive connections of the bare HTTP load client.

@@ -191,9 +191,8 @@ impl Args {
     }
 }
 
-/// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
+sidebus::mimalloc_on_demand!();
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing at all.

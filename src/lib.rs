@@ -2,6 +2,7 @@
 //! a batching pipeline produces them to Kafka, NATS JetStream, AMQP or the embedded memory broker.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod api;
 pub mod backend;
 pub mod config;

@@ -143,7 +143,7 @@ struct NatsSettle {
 }
 
 impl NatsSettle {
-    fn reply(mut self: Box<Self>, kind: AckKind) -> BoxFuture<'static, Result<(), ConsumeError>> {
+    fn reply(mut self, kind: AckKind) -> BoxFuture<'static, Result<(), ConsumeError>> {
         self.acker.in_progress.release(self.id);
         let reply = self.reply.take().expect("settled once");
         let client = self.acker.client.clone();
