@@ -363,7 +363,7 @@ limits = {{ max_body = "64MiB", max_event = "2MiB", max_batch = 10000, pipeline_
     let addr = listener.local_addr().unwrap();
     let app = sidebus::app(state.clone());
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(sidebus::nodelay(listener), app).await.unwrap();
     });
     (addr, state)
 }
@@ -412,7 +412,7 @@ async fn start_receiver(counter: Counter) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(sidebus::nodelay(listener), app).await.unwrap();
     });
     addr
 }

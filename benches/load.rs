@@ -325,7 +325,7 @@ async fn serve(app: axum::Router) -> SocketAddr {
         .expect("binding 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(sidebus::nodelay(listener), app).await {
             eprintln!("load: server on {addr} stopped: {e}");
         }
     });

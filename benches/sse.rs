@@ -193,7 +193,7 @@ retention = {}
     let addr = listener.local_addr().unwrap();
     let app = sidebus::app(state.clone());
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(sidebus::nodelay(listener), app).await.unwrap();
     });
     (addr, state)
 }

@@ -53,6 +53,18 @@ pub enum RunError {
     GraceExceeded(std::time::Duration),
 }
 
+/// `listener` with `TCP_NODELAY` on every accepted connection: responses and SSE events are
+/// small writes that must not wait for the peer's delayed ACK. The benchmarks serve their
+/// in-process sidebus and bare handlers through it too, so both are measured alike.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 /// Runs sidebus until `shutdown` resolves, then stops intake, lets requests in flight finish and
 /// waits until every accepted event has its broker result.
 pub async fn run(
@@ -75,6 +87,7 @@ pub async fn run(
         // SSE streams never end by themselves; graceful shutdown would wait for them.
         streams.close();
     };
+    let listener = nodelay(listener);
     let serve_then_drain = async {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_serving)

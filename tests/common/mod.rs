@@ -49,7 +49,7 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let app = sidebus::app(state.clone());
         let served = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(sidebus::nodelay(listener), app)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
