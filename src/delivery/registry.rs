@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::spec::{validate_name, SpecError, SubscriptionSpec};
 use super::status::{Status, StatusView};
+use super::webhook::client::WebhookClient;
 use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
 use crate::state::Broker;
@@ -85,7 +86,7 @@ pub struct Registry {
     brokers: Arc<BTreeMap<String, Broker>>,
     /// Built with the first subscription: a sidecar that only publishes never loads a TLS
     /// library or its certificate store.
-    http: OnceLock<reqwest::Client>,
+    http: OnceLock<WebhookClient>,
     file: PathBuf,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
@@ -109,18 +110,10 @@ impl Registry {
         })
     }
 
-    /// The webhook client shared by every subscription: redirects are not followed (a 3xx is a
-    /// permanent failure), idle connections are kept for up to 256 deliveries in flight per host.
-    fn http_client(&self) -> reqwest::Client {
-        self.http
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .pool_max_idle_per_host(256)
-                    .build()
-                    .expect("an HTTP client with default TLS builds")
-            })
-            .clone()
+    /// The webhook client shared by every subscription (redirects are never followed: a 3xx is
+    /// a permanent failure).
+    fn http_client(&self) -> WebhookClient {
+        self.http.get_or_init(WebhookClient::new).clone()
     }
 
     /// Starts the config's subscriptions and the runtime ones saved by an earlier run.

@@ -197,7 +197,7 @@ impl SubscriptionSpec {
     }
 
     /// The endpoint as the URL every request goes to: absolute, http or https.
-    pub fn endpoint_url(&self) -> Result<reqwest::Url, SpecError> {
+    pub fn endpoint_url(&self) -> Result<http::Uri, SpecError> {
         let uri: http::Uri = self
             .endpoint
             .parse()
@@ -211,8 +211,17 @@ impl SubscriptionSpec {
                 ),
             ));
         }
-        reqwest::Url::parse(&self.endpoint)
-            .map_err(|e| bad("endpoint", format!("`{}` is not a URL: {e}", self.endpoint)))
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(bad(
+                "endpoint",
+                format!(
+                    "`{}` carries credentials, which are never sent; use `secret` to sign \
+                     deliveries instead",
+                    self.endpoint
+                ),
+            ));
+        }
+        Ok(uri)
     }
 
     /// Checks every field; `broker_exists` tells whether a broker name is configured.
@@ -308,6 +317,10 @@ mod tests {
             ("topic", serde_json::json!({"topic": "a b"})),
             ("endpoint", serde_json::json!({"endpoint": "ftp://x/y"})),
             ("endpoint", serde_json::json!({"endpoint": "/relative"})),
+            (
+                "endpoint",
+                serde_json::json!({"endpoint": "http://user:pass@x/y"}),
+            ),
             ("max_in_flight", serde_json::json!({"max_in_flight": 0})),
             (
                 "retry.max_attempts",

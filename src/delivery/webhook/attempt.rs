@@ -9,6 +9,7 @@ use backon::BackoffBuilder;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::client::WebhookClient;
 use super::outcome::{self, Outcome};
 use super::request::{self, SigningKey};
 use super::RunState;
@@ -29,9 +30,9 @@ pub struct Worker {
     /// Its spec.
     pub spec: Arc<SubscriptionSpec>,
     /// The HTTP client (connection pool shared by all subscriptions).
-    pub http: reqwest::Client,
+    pub http: WebhookClient,
     /// The spec's endpoint, parsed once rather than per request.
-    pub endpoint: reqwest::Url,
+    pub endpoint: http::Uri,
     /// Signing key, when the spec has a secret.
     pub key: Option<SigningKey>,
     /// The pipeline of the subscription's broker, for dead letters.
@@ -85,7 +86,6 @@ impl Worker {
         }
         let started = Instant::now();
         let events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
-        let mut request = request::build(&events, self.spec.content_mode);
         let retry = &self.spec.retry;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(retry.initial_backoff)
@@ -102,22 +102,21 @@ impl Worker {
             {
                 let _ = limiter.until_n_ready(n).await;
             }
+            // Built per attempt, so the first one moves its headers into the request instead of
+            // cloning them; the id stays, the timestamp and signature are fresh.
+            let mut request = request::build(&events, self.spec.content_mode);
             request.stamp(self.key.as_ref(), chrono::Utc::now().timestamp());
             let sent = self
                 .http
-                .post(self.endpoint.clone())
-                .headers(request.headers.clone())
-                .body(request.body.clone())
-                .timeout(self.spec.timeout)
-                .send()
+                .post(
+                    &self.endpoint,
+                    request.headers,
+                    request.body,
+                    self.spec.timeout,
+                )
                 .await;
             let verdict = match sent {
-                Ok(response) => {
-                    let verdict = outcome::from_response(response.status(), response.headers());
-                    // Reading the (small) body lets the connection be reused.
-                    let _ = response.bytes().await;
-                    verdict
-                }
+                Ok(answer) => outcome::from_response(answer.status, &answer.headers),
                 Err(e) => outcome::from_error(&e),
             };
             match verdict {

@@ -2,6 +2,7 @@
 //! to the endpoint with the subscription's ordering and concurrency.
 
 pub mod attempt;
+pub mod client;
 pub mod outcome;
 pub mod request;
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
+use super::client::SendError;
+
 /// The longest `Retry-After` honoured.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -56,17 +58,10 @@ pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Outcome {
 }
 
 /// Classifies a request that got no response (timeout, refused connection, reset).
-pub fn from_error(error: &reqwest::Error) -> Outcome {
-    let reason = if error.is_timeout() {
-        "the endpoint did not answer in time".to_string()
-    } else if error.is_connect() {
-        format!("cannot connect to the endpoint: {error}")
-    } else {
-        format!("request failed: {error}")
-    };
+pub fn from_error(error: &SendError) -> Outcome {
     Outcome::Retry {
         after: None,
-        reason,
+        reason: error.to_string(),
         status: None,
     }
 }
