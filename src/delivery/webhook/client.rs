@@ -110,3 +110,94 @@ impl Default for WebhookClient {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(addr: std::net::SocketAddr) -> Uri {
+        format!("http://{addr}/hook").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connect_error_with_its_cause() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let sent = WebhookClient::new()
+            .post(
+                &endpoint(addr),
+                HeaderMap::new(),
+                Bytes::new(),
+                Duration::from_secs(5),
+            )
+            .await;
+        match sent {
+            Err(SendError::Connect(reason)) => {
+                assert!(reason.contains("refused"), "{reason}")
+            }
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let sent = WebhookClient::new()
+            .post(
+                &endpoint(addr),
+                HeaderMap::new(),
+                Bytes::from_static(b"x"),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert!(matches!(sent, Err(SendError::Timeout)), "{sent:?}");
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn the_answer_carries_status_and_headers_and_the_request_its_body() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.ends_with(b"hello") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early: {seen:?}");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 3\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert("ce-id", "e1".parse().unwrap());
+        let answer = WebhookClient::new()
+            .post(
+                &endpoint(addr),
+                headers,
+                Bytes::from_static(b"hello"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers["retry-after"], "3");
+        let request = server.await.unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("post /hook http/1.1\r\n"), "{request}");
+        assert!(request.contains(&format!("host: {addr}\r\n")), "{request}");
+        assert!(request.contains("ce-id: e1\r\n"), "{request}");
+        assert!(request.contains("content-length: 5\r\n"), "{request}");
+    }
+}
