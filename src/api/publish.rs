@@ -17,6 +17,7 @@ use super::idempotency::{parse_key, Begin, Claim, Stored};
 use crate::backend::{Outbound, Position, PublishResult};
 use crate::error::{ApiError, Problem};
 use crate::event::{self, Defaults, Event, EventError};
+use crate::pipeline::meters::{status_label, Mode};
 use crate::state::{AppState, Broker};
 use crate::telemetry;
 use crate::topic::validate_topic;
@@ -218,44 +219,16 @@ fn succeed(status: StatusCode, body: &impl Serialize, claim: Option<Claim>) -> R
     json_response(status, body)
 }
 
-/// The status codes publish answers with, as static label values.
-fn status_label(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200 => "200",
-        202 => "202",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        415 => "415",
-        422 => "422",
-        429 => "429",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => "other",
+fn observe(state: &AppState, broker: &str, mode: Mode, started: Instant, response: &Response) {
+    match state.broker(broker) {
+        Some(b) => b
+            .pipeline
+            .meters()
+            .request(mode, response.status(), started.elapsed()),
+        // Only configured names become label values, so a client cannot grow the label set.
+        None => metrics::counter!(telemetry::PUBLISH_REQUESTS, "broker" => "unknown", "mode" => mode.label(), "status" => status_label(response.status()))
+            .increment(1),
     }
-}
-
-fn observe(
-    state: &AppState,
-    broker: &str,
-    mode: &'static str,
-    started: Instant,
-    response: &Response,
-) {
-    // Only configured names become label values, so a client cannot grow the label set.
-    let broker = state
-        .broker(broker)
-        .map_or("unknown", |b| b.pipeline.broker_label());
-    let status = status_label(response.status());
-    metrics::counter!(telemetry::PUBLISH_REQUESTS, "broker" => broker, "mode" => mode, "status" => status)
-        .increment(1);
-    metrics::histogram!(telemetry::PUBLISH_LATENCY, "broker" => broker, "mode" => mode)
-        .record(started.elapsed().as_secs_f64());
 }
 
 /// The parts of a publish request its handlers share.
@@ -270,14 +243,14 @@ struct Call<'a> {
 
 /// Runs a publish inside its span and records its status and latency. `work` gets the trace
 /// context the events carry: the request's, continued by the span when spans are exported.
-async fn observed<'a, F, Fut>(call: Call<'a>, mode: &'static str, work: F) -> Response
+async fn observed<'a, F, Fut>(call: Call<'a>, mode: Mode, work: F) -> Response
 where
     F: FnOnce(Call<'a>, Option<TraceContext>) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
     let started = Instant::now();
     let (broker, topic) = (call.broker, call.topic);
-    let span = tracing::debug_span!("publish", %broker, %topic, mode);
+    let span = tracing::debug_span!("publish", %broker, %topic, mode = mode.label());
     let incoming = crate::trace::from_headers(call.headers);
     let trace = crate::trace::adopt(&span, incoming.as_ref()).or(incoming);
     let response = work(call, trace)
@@ -304,7 +277,7 @@ pub async fn publish_one(
         uri: &uri,
         headers: &headers,
     };
-    observed(call, "single", |call, trace| {
+    observed(call, Mode::Single, |call, trace| {
         publish_one_inner(call, params, trace, body)
     })
     .await
@@ -378,7 +351,7 @@ pub async fn publish_batch(
         uri: &uri,
         headers: &headers,
     };
-    observed(call, "batch", |call, trace| {
+    observed(call, Mode::Batch, |call, trace| {
         publish_batch_inner(call, params, trace, body)
     })
     .await

@@ -9,10 +9,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::meters::{BrokerMeters, FLUSH_REASONS};
 use super::Submission;
 use crate::backend::{Backend, PublishError, PublishResult};
 use crate::config::PipelineConfig;
-use crate::telemetry;
 
 /// Extra time the pipeline gives a backend past `ack_timeout` before answering 504 itself.
 const ACK_GRACE: Duration = Duration::from_secs(5);
@@ -32,12 +32,7 @@ enum Flush {
 
 impl Flush {
     fn label(self) -> &'static str {
-        match self {
-            Flush::Full => "full",
-            Flush::Bytes => "bytes",
-            Flush::Idle => "idle",
-            Flush::Linger => "linger",
-        }
+        FLUSH_REASONS[self as usize]
     }
 }
 
@@ -46,7 +41,7 @@ fn weight(submission: &Submission) -> usize {
 }
 
 pub(super) async fn run(
-    broker: &'static str,
+    meters: Arc<BrokerMeters>,
     mut queue: mpsc::UnboundedReceiver<Submission>,
     backend: Arc<dyn Backend>,
     config: PipelineConfig,
@@ -94,9 +89,7 @@ pub(super) async fn run(
             bytes += weight(&next);
             batch.push(next);
         };
-        metrics::counter!(telemetry::BATCH_FLUSHES, "broker" => broker, "reason" => reason.label())
-            .increment(1);
-        metrics::histogram!(telemetry::BATCH_SIZE, "broker" => broker).record(count as f64);
+        meters.flushed(reason as usize, count);
         let slot = in_flight
             .clone()
             .acquire_owned()
@@ -110,18 +103,19 @@ pub(super) async fn run(
         }
         let span = tracing::debug_span!(
             "batch_flush",
-            broker,
+            broker = meters.broker(),
             events = count,
             reason = reason.label()
         );
         let acks = backend.send(events).instrument(span.clone()).await;
         let depth_permits = depth_permits.clone();
         let ack_timeout = config.ack_timeout;
+        let meters = meters.clone();
         tokio::spawn(async move {
             let results = match tokio::time::timeout(ack_timeout + ACK_GRACE, acks).await {
                 Ok(results) if results.len() == count => results,
                 Ok(results) => {
-                    tracing::error!(broker = %broker, expected = count, got = results.len(), "backend returned the wrong number of results");
+                    tracing::error!(broker = %meters.broker(), expected = count, got = results.len(), "backend returned the wrong number of results");
                     vec![
                         Err(PublishError::Rejected(
                             "internal error: result count mismatch".into()
@@ -131,7 +125,7 @@ pub(super) async fn run(
                 }
                 Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); count],
             };
-            record_outcomes(broker, &results);
+            meters.outcomes(&results);
             let mut results = results.into_iter();
             for (reply, n, permit) in waiters {
                 let mine: Vec<PublishResult> = results.by_ref().take(n).collect();
@@ -141,29 +135,7 @@ pub(super) async fn run(
                 drop(permit);
             }
             drop(slot);
-            metrics::gauge!(telemetry::PIPELINE_DEPTH, "broker" => broker)
-                .set((depth - depth_permits.available_permits()) as f64);
+            meters.depth(depth - depth_permits.available_permits());
         }.instrument(span));
-    }
-}
-
-fn record_outcomes(broker: &'static str, results: &[PublishResult]) {
-    let mut counts = [0u64; 5];
-    for r in results {
-        let i = match r {
-            Ok(_) => 0,
-            Err(PublishError::Unavailable(_)) => 1,
-            Err(PublishError::Rejected(_)) => 2,
-            Err(PublishError::Timeout(_)) => 3,
-            Err(PublishError::InvalidTopic(_)) => 4,
-        };
-        counts[i] += 1;
-    }
-    let labels = ["ok", "unavailable", "rejected", "timeout", "invalid_topic"];
-    for (label, n) in labels.iter().zip(counts) {
-        if n > 0 {
-            metrics::counter!(telemetry::PUBLISH_EVENTS, "broker" => broker, "outcome" => *label)
-                .increment(n);
-        }
     }
 }

@@ -6,6 +6,7 @@
 //! refused at once (429) instead of queueing.
 
 mod batcher;
+pub mod meters;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Backend, Outbound, PublishResult};
 use crate::config::PipelineConfig;
-use crate::telemetry;
+use meters::BrokerMeters;
 
 /// How long a refused publisher is told to wait before retrying.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -48,7 +49,7 @@ struct Submission {
 /// Handle to one broker's pipeline; cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
-    broker: &'static str,
+    meters: Arc<BrokerMeters>,
     intake: mpsc::UnboundedSender<Submission>,
     permits: Arc<Semaphore>,
     depth: usize,
@@ -68,8 +69,9 @@ impl Pipeline {
         // Metric labels borrow the name for the life of the process; broker names are a
         // handful from the config, so this avoids an allocation per labelled sample.
         let broker: &'static str = Box::leak(broker.to_string().into_boxed_str());
+        let meters = Arc::new(BrokerMeters::new(broker));
         tokio::spawn(batcher::run(
-            broker,
+            meters.clone(),
             queue,
             backend,
             config,
@@ -77,7 +79,7 @@ impl Pipeline {
             depth,
         ));
         Self {
-            broker,
+            meters,
             intake,
             permits,
             depth,
@@ -101,10 +103,9 @@ impl Pipeline {
             .clone()
             .try_acquire_many_owned(n)
             .map_err(|_| {
-                metrics::counter!(telemetry::PIPELINE_REJECTED, "broker" => self.broker)
-                    .increment(1);
+                self.meters.rejected();
                 SubmitError::Full {
-                    broker: self.broker.to_string(),
+                    broker: self.meters.broker().to_string(),
                     depth: self.depth,
                 }
             })?;
@@ -125,9 +126,9 @@ impl Pipeline {
         Ok(receiver)
     }
 
-    /// The broker name, as a metric label.
-    pub fn broker_label(&self) -> &'static str {
-        self.broker
+    /// The broker's publish metrics.
+    pub fn meters(&self) -> &BrokerMeters {
+        &self.meters
     }
 
     /// Events held now (queued or awaiting acknowledgement).
@@ -136,8 +137,7 @@ impl Pipeline {
     }
 
     fn record_depth(&self) {
-        metrics::gauge!(telemetry::PIPELINE_DEPTH, "broker" => self.broker)
-            .set(self.in_flight() as f64);
+        self.meters.depth(self.in_flight());
     }
 
     /// Waits until every event taken so far has its broker result; intake stays open.
