@@ -458,7 +458,7 @@ impl BrokerSetup {
                     // The same settings as sidebus's producer (src/backend/kafka.rs).
                     .set("acks", "all")
                     .set("enable.idempotence", "true")
-                    .set("linger.ms", "1")
+                    .set("linger.ms", "0")
                     .set("message.timeout.ms", "30000")
                     .create()
                     .expect("native Kafka producer");

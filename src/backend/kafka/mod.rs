@@ -88,7 +88,10 @@ impl KafkaBackend {
             .set("client.id", format!("sidebus-{name}"))
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "1")
+            // sidebus's pipeline already batches what is queued; librdkafka waiting for more
+            // only adds latency (ack-wait POSTs at 64 connections: 25.8k/s with 1 ms, 45.5k/s
+            // with 0, batch throughput unchanged).
+            .set("linger.ms", "0")
             .set(
                 "message.timeout.ms",
                 settings.ack_timeout.as_millis().to_string(),
