@@ -91,15 +91,17 @@ async fn missing_acknowledgement_is_504() {
         r#"
 [pipeline]
 ack_timeout = "300ms"
-[brokers.jobs]
+[brokers.stalled]
 kind = "nats"
 url = "{}"
 "#,
         nats.url()
     ))
     .await;
+    // Not `jobs`: metrics are process-wide, and this pipeline's depth gauge would overwrite the
+    // one the other test reads.
     let topic = unique_topic("slow");
-    let path = format!("/v1/publish/jobs/{topic}");
+    let path = format!("/v1/publish/stalled/{topic}");
     assert_eq!(server.post(&path, &[], "warm").await.status(), 200);
     nats.freeze();
     let response = server.post(&path, &[], "unanswered").await;
