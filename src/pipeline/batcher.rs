@@ -9,32 +9,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::meters::{BrokerMeters, FLUSH_REASONS};
+use super::meters::{BrokerMeters, Flush};
 use super::Submission;
 use crate::backend::{Backend, PublishError, PublishResult};
 use crate::config::PipelineConfig;
 
 /// Extra time the pipeline gives a backend past `ack_timeout` before answering 504 itself.
 const ACK_GRACE: Duration = Duration::from_secs(5);
-
-/// Why a batch was flushed, for the flush-reason metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flush {
-    /// `max_batch_events` reached.
-    Full,
-    /// `max_batch_bytes` reached.
-    Bytes,
-    /// Nothing more was queued (linger 0).
-    Idle,
-    /// The linger time ran out.
-    Linger,
-}
-
-impl Flush {
-    fn label(self) -> &'static str {
-        FLUSH_REASONS[self as usize]
-    }
-}
 
 fn weight(submission: &Submission) -> usize {
     submission.events.iter().map(|o| o.event.weight()).sum()
@@ -89,7 +70,7 @@ pub(super) async fn run(
             bytes += weight(&next);
             batch.push(next);
         };
-        meters.flushed(reason as usize, count);
+        meters.flushed(reason, count);
         let slot = in_flight
             .clone()
             .acquire_owned()

@@ -40,8 +40,28 @@ impl Mode {
     }
 }
 
-/// Flush reason label values, in the order of the batcher's `Flush` variants.
-pub const FLUSH_REASONS: [&str; 4] = ["full", "bytes", "idle", "linger"];
+/// Why the batcher flushed a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// `max_batch_events` reached.
+    Full,
+    /// `max_batch_bytes` reached.
+    Bytes,
+    /// Nothing more was queued (linger 0).
+    Idle,
+    /// The linger time ran out.
+    Linger,
+}
+
+/// Flush reason label values, indexed by `Flush as usize` (declaration order).
+const FLUSH_REASONS: [&str; 4] = ["full", "bytes", "idle", "linger"];
+
+impl Flush {
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        FLUSH_REASONS[self as usize]
+    }
+}
 
 /// The handles of one broker; shared by its pipeline, its batcher and the publish handlers.
 pub struct BrokerMeters {
@@ -115,12 +135,12 @@ impl BrokerMeters {
             .increment(1);
     }
 
-    /// A batch of `events` flushed for the reason at `reason` in [`FLUSH_REASONS`].
-    pub fn flushed(&self, reason: usize, events: usize) {
+    /// A batch of `events` flushed for `reason`.
+    pub fn flushed(&self, reason: Flush, events: usize) {
         let broker = self.broker;
-        self.flushes[reason]
+        self.flushes[reason as usize]
             .get_or_init(|| {
-                metrics::counter!(telemetry::BATCH_FLUSHES, "broker" => broker, "reason" => FLUSH_REASONS[reason])
+                metrics::counter!(telemetry::BATCH_FLUSHES, "broker" => broker, "reason" => reason.label())
             })
             .increment(1);
         self.batch_size
@@ -166,6 +186,12 @@ impl BrokerMeters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_reasons_are_labelled_by_name() {
+        let labels = [Flush::Full, Flush::Bytes, Flush::Idle, Flush::Linger].map(Flush::label);
+        assert_eq!(labels, ["full", "bytes", "idle", "linger"]);
+    }
 
     #[test]
     fn unknown_statuses_are_other() {
