@@ -226,8 +226,13 @@ fn observe(state: &AppState, broker: &str, mode: Mode, started: Instant, respons
             .meters()
             .request(mode, response.status(), started.elapsed()),
         // Only configured names become label values, so a client cannot grow the label set.
-        None => metrics::counter!(telemetry::PUBLISH_REQUESTS, "broker" => "unknown", "mode" => mode.label(), "status" => status_label(response.status()))
-            .increment(1),
+        None => {
+            let mode = mode.label();
+            metrics::counter!(telemetry::PUBLISH_REQUESTS, "broker" => "unknown", "mode" => mode, "status" => status_label(response.status()))
+                .increment(1);
+            metrics::histogram!(telemetry::PUBLISH_LATENCY, "broker" => "unknown", "mode" => mode)
+                .record(started.elapsed().as_secs_f64());
+        }
     }
 }
 
