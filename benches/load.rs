@@ -455,7 +455,7 @@ impl BrokerSetup {
                 let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
                     .set("bootstrap.servers", bootstrap)
                     .set("client.id", "bench-native")
-                    // The same settings as sidebus's producer (src/backend/kafka.rs).
+                    // The same settings as sidebus's producer (src/backend/kafka/mod.rs).
                     .set("acks", "all")
                     .set("enable.idempotence", "true")
                     .set("linger.ms", "0")
