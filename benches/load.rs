@@ -447,6 +447,33 @@ impl BrokerSetup {
         }
     }
 
+    /// Empties what the run publishes into, before each phase that publishes: a queue or
+    /// stream that earlier phases filled (up to its cap, where the broker starts dropping the
+    /// oldest) costs the broker more per message, which would tilt later phases against earlier.
+    async fn empty(&self) {
+        match self {
+            BrokerSetup::Memory | BrokerSetup::Kafka { .. } => {}
+            BrokerSetup::Nats {
+                jetstream, stream, ..
+            } => {
+                let stream = jetstream
+                    .get_stream(stream)
+                    .await
+                    .unwrap_or_else(|e| panic!("looking up stream {stream}: {e}"));
+                stream.purge().await.expect("purging the stream");
+            }
+            BrokerSetup::Amqp { channel, queue, .. } => {
+                channel
+                    .queue_purge(
+                        queue.as_str().into(),
+                        lapin::options::QueuePurgeOptions::default(),
+                    )
+                    .await
+                    .expect("purging the queue");
+            }
+        }
+    }
+
     /// The native client for the native phase, or `None` for the memory broker.
     async fn native(&self, topic: &str) -> Option<Arc<Native>> {
         Some(Arc::new(match self {
@@ -1476,6 +1503,7 @@ async fn run_throughput(
     let spec = Spec::new("a", "http-bare (discard handler)", &conns);
     phases.push(phase(ctx, spec, ops, closed).await);
 
+    setup.empty().await;
     phases.push(match setup.native(&ctx.topic).await {
         Some(native) => {
             let ops = native_ops(&native, args.native_inflight, &ctx.payload);
@@ -1486,10 +1514,12 @@ async fn run_throughput(
         None => Phase::skipped("b", "native", NO_NATIVE),
     });
 
+    setup.empty().await;
     let ops = connections(ctx, sidebus, single(false)).await;
     let spec = Spec::new("c", "sidebus single, ack-wait", &conns).sidebus();
     phases.push(phase(ctx, spec, ops, closed).await);
 
+    setup.empty().await;
     let ops = connections(ctx, sidebus, single(true)).await;
     let spec = Spec::new("c_async", "sidebus single, respond-async", &conns).sidebus();
     phases.push(phase(ctx, spec, ops, closed).await);
@@ -1504,6 +1534,7 @@ async fn run_throughput(
         expect: StatusCode::OK,
         batch: true,
     };
+    setup.empty().await;
     let ops = connections(ctx, sidebus, batch).await;
     let label = format!("sidebus batch of {}, ack-wait", args.batch);
     let spec = Spec::new("d", label, &conns)
@@ -1536,6 +1567,7 @@ async fn run_rate(
     let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns);
     phases.push(phase(ctx, spec, ops, open).await);
 
+    setup.empty().await;
     phases.push(match setup.native(&ctx.topic).await {
         Some(native) => {
             let ops = native_ops(&native, n, &ctx.payload);
@@ -1546,6 +1578,7 @@ async fn run_rate(
         None => Phase::skipped("b", "native", NO_NATIVE),
     });
 
+    setup.empty().await;
     let request = binary_request(ctx.events_path(), false, ctx.payload.clone());
     let ops = connections(ctx, sidebus, request).await;
     let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns).sidebus();

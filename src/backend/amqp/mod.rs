@@ -13,6 +13,7 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,6 +22,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    PublisherConfirm,
 };
 use tokio::sync::{watch, Notify};
 
@@ -299,6 +301,49 @@ fn properties(out: &Outbound) -> BasicProperties {
     props
 }
 
+/// Publishes a batch in order and returns each message's confirmation, to be awaited later.
+///
+/// lapin's `basic_publish` queues a message's frames (and takes its delivery tag) when first
+/// polled, then waits until its I/O loop has written them. Awaiting each in turn would make a
+/// batch one wake-up of that loop per message; instead every publish is polled once, in order —
+/// which queues the whole batch in order — and only then are the writes awaited, together.
+async fn publish_all(
+    channel: &Channel,
+    batch: &[Outbound],
+) -> Vec<lapin::Result<PublisherConfirm>> {
+    let mut publishes: Vec<_> = batch
+        .iter()
+        .map(|out| {
+            let routing_key = out.event.partition_key().unwrap_or(&out.topic);
+            Box::pin(channel.basic_publish(
+                ShortString::from(&*out.topic),
+                ShortString::from(routing_key),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &out.event.data,
+                properties(out),
+            ))
+        })
+        .collect();
+    let mut written = Vec::with_capacity(publishes.len());
+    for publish in &mut publishes {
+        written.push(match futures::poll!(publish.as_mut()) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        });
+    }
+    let mut results = Vec::with_capacity(publishes.len());
+    for (publish, written) in publishes.iter_mut().zip(written) {
+        results.push(match written {
+            Some(result) => result,
+            None => publish.await,
+        });
+    }
+    results
+}
+
 #[async_trait::async_trait]
 impl Backend for AmqpBackend {
     fn kind(&self) -> &'static str {
@@ -324,25 +369,9 @@ impl Backend for AmqpBackend {
                 return fail_all(batch.len(), e);
             }
         }
-        let mut pending = Vec::with_capacity(batch.len());
-        for out in &batch {
-            let routing_key = out.event.partition_key().unwrap_or(&out.topic);
-            let published = channel
-                .basic_publish(
-                    ShortString::from(&*out.topic),
-                    ShortString::from(routing_key),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        immediate: false,
-                    },
-                    &out.event.data,
-                    properties(out),
-                )
-                .await;
-            if published.is_err() {
-                self.shared.check.notify_one();
-            }
-            pending.push(published);
+        let pending = publish_all(&channel, &batch).await;
+        if pending.iter().any(Result::is_err) {
+            self.shared.check.notify_one();
         }
         let ack_timeout = self.ack_timeout;
         let n = batch.len();
