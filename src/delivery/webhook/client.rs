@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
@@ -36,7 +36,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Clone)]
 pub struct WebhookClient {
     connector: HttpsConnector<HttpConnector>,
-    idle: Arc<Mutex<HashMap<String, VecDeque<Connection>>>>,
+    idle: Arc<Mutex<HashMap<Origin, VecDeque<Connection>>>>,
 }
 
 /// What the endpoint answered.
@@ -92,6 +92,17 @@ enum Failed {
     Broken(hyper::Error),
 }
 
+impl Failed {
+    fn into_send_error(self) -> SendError {
+        match self {
+            Failed::Unsent(_) => {
+                SendError::Request("the connection closed before the request could be sent".into())
+            }
+            Failed::Broken(e) => SendError::Request(chain(&e)),
+        }
+    }
+}
+
 impl Connection {
     /// Polls the connection once: whether it is still open and ready for a request.
     fn usable(&mut self, cx: &mut Context<'_>) -> bool {
@@ -116,30 +127,43 @@ impl Connection {
                 None => Failed::Broken(e.into_error()),
             })?;
             let (parts, body) = response.into_parts();
-            // The status is the answer; reading the (small) body lets the connection be reused.
-            body.collect().await.map_err(Failed::Broken)?;
-            Ok(Answer {
-                status: parts.status,
-                headers: parts.headers,
-            })
+            // The status is the answer; reading the (small) body lets the connection be reused,
+            // and one whose body broke off is not.
+            let whole = body.collect().await.is_ok();
+            Ok((
+                Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                },
+                whole,
+            ))
         };
         tokio::pin!(answer);
         let mut open = true;
         loop {
             tokio::select! {
                 biased;
-                answer = &mut answer => return answer.map(|a| (a, open)),
+                answer = &mut answer => return answer.map(|(a, whole)| (a, open && whole)),
                 _ = self.driver.as_mut(), if open => open = false,
             }
         }
     }
 }
 
-/// The idle-list key of an endpoint: its scheme and authority.
-fn origin(endpoint: &Uri) -> String {
-    let scheme = endpoint.scheme_str().unwrap_or("http");
-    let authority = endpoint.authority().map_or("", |a| a.as_str());
-    format!("{scheme}://{authority}")
+/// The idle-list key of an endpoint: its scheme and authority (a cheap clone of the URI's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+}
+
+impl Origin {
+    fn of(endpoint: &Uri) -> Self {
+        Self {
+            scheme: endpoint.scheme().cloned(),
+            authority: endpoint.authority().cloned(),
+        }
+    }
 }
 
 /// The request as it goes on the wire: origin-form target, `Host` from the endpoint.
@@ -191,32 +215,33 @@ impl WebhookClient {
         endpoint: &Uri,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Answer, SendError> {
-        let origin = origin(endpoint);
-        if let Some(mut connection) = self.checkout(&origin).await {
-            match connection.exchange(request).await {
-                Ok((answer, open)) => {
-                    self.checkin(origin, connection, open);
-                    return Ok(answer);
-                }
+        let origin = Origin::of(endpoint);
+        if let Some(connection) = self.checkout(&origin).await {
+            match self.exchange_on(&origin, connection, request).await {
                 Err(Failed::Unsent(back)) => request = *back,
-                Err(Failed::Broken(e)) => return Err(SendError::Request(chain(&e))),
+                done => return done.map_err(Failed::into_send_error),
             }
         }
-        let mut connection = self.connect(endpoint).await?;
-        match connection.exchange(request).await {
-            Ok((answer, open)) => {
-                self.checkin(origin, connection, open);
-                Ok(answer)
-            }
-            Err(Failed::Unsent(_)) => Err(SendError::Request(
-                "the new connection closed before the request could be sent".into(),
-            )),
-            Err(Failed::Broken(e)) => Err(SendError::Request(chain(&e))),
-        }
+        let connection = self.connect(endpoint).await?;
+        self.exchange_on(&origin, connection, request)
+            .await
+            .map_err(Failed::into_send_error)
+    }
+
+    /// One exchange on `connection`, which is kept for the next request if it stays open.
+    async fn exchange_on(
+        &self,
+        origin: &Origin,
+        mut connection: Connection,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Answer, Failed> {
+        let (answer, open) = connection.exchange(request).await?;
+        self.checkin(origin, connection, open);
+        Ok(answer)
     }
 
     /// The most recently used idle connection to `origin` that is still usable.
-    async fn checkout(&self, origin: &str) -> Option<Connection> {
+    async fn checkout(&self, origin: &Origin) -> Option<Connection> {
         loop {
             let mut connection = {
                 let mut idle = self.lock_idle();
@@ -229,12 +254,12 @@ impl WebhookClient {
     }
 
     /// Keeps an open connection for the next request, closing those idle too long or too many.
-    fn checkin(&self, origin: String, mut connection: Connection, open: bool) {
+    fn checkin(&self, origin: &Origin, mut connection: Connection, open: bool) {
         if !open {
             return;
         }
         let mut idle = self.lock_idle();
-        let list = idle.entry(origin).or_default();
+        let list = idle.entry(origin.clone()).or_default();
         while list
             .front()
             .is_some_and(|c| c.idle_since.elapsed() > IDLE_TIMEOUT)
@@ -247,7 +272,7 @@ impl WebhookClient {
         }
     }
 
-    fn lock_idle(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Connection>>> {
+    fn lock_idle(&self) -> MutexGuard<'_, HashMap<Origin, VecDeque<Connection>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -326,9 +351,9 @@ mod tests {
         held.abort();
     }
 
-    /// Reads one request whose body is `hello` and answers `204`.
-    async fn answer_one(socket: &mut tokio::net::TcpStream) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Reads one request whose body is `hello`; returns it as text.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
         let mut seen = Vec::new();
         let mut buf = [0u8; 1024];
         while !seen.ends_with(b"\r\n\r\nhello") {
@@ -336,6 +361,13 @@ mod tests {
             assert!(n > 0, "the request ended early: {seen:?}");
             seen.extend_from_slice(&buf[..n]);
         }
+        String::from_utf8(seen).unwrap()
+    }
+
+    /// Reads one request whose body is `hello` and answers `204`.
+    async fn answer_one(socket: &mut tokio::net::TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        read_request(socket).await;
         socket
             .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
             .await
@@ -392,7 +424,7 @@ mod tests {
         });
         let client = WebhookClient::new();
         assert_eq!(post_hello(&client, addr).await, StatusCode::NO_CONTENT);
-        assert_eq!(client.lock_idle()[&origin(&endpoint(addr))].len(), 1);
+        assert_eq!(client.lock_idle()[&Origin::of(&endpoint(addr))].len(), 1);
         close.send(()).unwrap();
         on_closed.await.unwrap();
         assert_eq!(post_hello(&client, addr).await, StatusCode::NO_CONTENT);
@@ -401,23 +433,17 @@ mod tests {
 
     #[tokio::test]
     async fn the_answer_carries_status_and_headers_and_the_request_its_body() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !seen.ends_with(b"hello") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended early: {seen:?}");
-                seen.extend_from_slice(&buf[..n]);
-            }
+            let request = read_request(&mut socket).await;
             socket
                 .write_all(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 3\r\ncontent-length: 0\r\n\r\n")
                 .await
                 .unwrap();
-            String::from_utf8(seen).unwrap()
+            request
         });
         let mut headers = HeaderMap::new();
         headers.insert("ce-id", "e1".parse().unwrap());
