@@ -14,8 +14,9 @@ pub struct TraceContext {
 
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
+    let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
     while out.len() < bytes * 2 {
-        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+        out.push_str(uuid::Uuid::new_v4().simple().encode_lower(&mut hex));
     }
     out.truncate(bytes * 2);
     out

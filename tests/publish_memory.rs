@@ -152,6 +152,42 @@ async fn batch_json_and_ndjson_keep_order_and_fail_bad_entries_alone() {
 }
 
 #[tokio::test]
+async fn a_request_without_trace_context_starts_one_trace_for_its_events() {
+    let server = TestServer::start(CONFIG).await;
+    let topic = unique_topic("trace");
+    let path = format!("/v1/publish/default/{topic}/batch");
+    let batch = r#"[{"specversion":"1.0","data":1},{"specversion":"1.0","data":2},{"specversion":"1.0","data":3,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}]"#;
+    for _ in 0..2 {
+        let response = server
+            .post(
+                &path,
+                &[("content-type", "application/cloudevents-batch+json")],
+                batch,
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let traces: Vec<String> = memory(&server)
+        .read(&topic, 0, 10)
+        .into_iter()
+        .map(|s| s.event.extension("traceparent").unwrap().to_string())
+        .collect();
+    assert_eq!(traces.len(), 6);
+    assert!(
+        sidebus::trace::is_valid(&traces[0]),
+        "a new trace: {}",
+        traces[0]
+    );
+    assert_eq!(traces[0], traces[1], "events of one request share its trace");
+    assert_eq!(
+        traces[2], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "an event's own trace context stays"
+    );
+    assert_eq!(traces[3], traces[4]);
+    assert_ne!(traces[0], traces[3], "each request starts its own trace");
+}
+
+#[tokio::test]
 async fn bad_input_gets_its_status_and_the_server_keeps_serving() {
     let server = TestServer::start(CONFIG).await;
     type Case = (String, Vec<(&'static str, &'static str)>, Vec<u8>, u16);

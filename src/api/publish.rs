@@ -121,7 +121,7 @@ fn prepare<'a>(
             max_event: state.config().limits.max_event,
             partition_key: params.key.filter(|k| !k.is_empty()),
             id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
-            trace,
+            trace: Some(trace.unwrap_or_else(TraceContext::new_root)),
         },
     })
 }

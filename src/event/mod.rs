@@ -18,6 +18,46 @@ pub const SPEC_VERSION: &str = "1.0";
 /// The extension attribute that carries the ordering / partition key (CloudEvents partitioning).
 pub const PARTITION_KEY: &str = "partitionkey";
 
+/// How a broker binding spells the `ce` prefix of binary-mode attribute names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// `ce-<name>`: NATS, AMQP and HTTP headers.
+    Dash,
+    /// `ce_<name>`: Kafka headers (the CloudEvents Kafka binding).
+    Underscore,
+}
+
+macro_rules! prefixed_names {
+    ($($name:literal),* $(,)?) => {
+        /// `ce-<name>` or `ce_<name>`: a static string for the attributes every event carries
+        /// (core attributes and the extensions sidebus sets), so encoding the headers of an
+        /// event allocates no names for them; other extensions get a new string.
+        pub fn prefixed_name(prefix: Prefix, name: &str) -> std::borrow::Cow<'static, str> {
+            match (prefix, name) {
+                $(
+                    (Prefix::Dash, $name) => std::borrow::Cow::Borrowed(concat!("ce-", $name)),
+                    (Prefix::Underscore, $name) => std::borrow::Cow::Borrowed(concat!("ce_", $name)),
+                )*
+                (Prefix::Dash, other) => std::borrow::Cow::Owned(format!("ce-{other}")),
+                (Prefix::Underscore, other) => std::borrow::Cow::Owned(format!("ce_{other}")),
+            }
+        }
+    };
+}
+
+prefixed_names!(
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "dataschema",
+    "partitionkey",
+    "traceparent",
+    "tracestate",
+);
+
 /// One CloudEvent: context attributes plus the opaque payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -195,6 +235,20 @@ mod tests {
                 ("subject", "sub"),
                 ("partitionkey", "k"),
             ]
+        );
+    }
+
+    #[test]
+    fn prefixed_names_are_static_for_known_attributes_only() {
+        use std::borrow::Cow;
+        let name = prefixed_name(Prefix::Dash, "traceparent");
+        assert!(matches!(name, Cow::Borrowed("ce-traceparent")), "{name:?}");
+        let name = prefixed_name(Prefix::Underscore, PARTITION_KEY);
+        assert!(matches!(name, Cow::Borrowed("ce_partitionkey")), "{name:?}");
+        let name = prefixed_name(Prefix::Underscore, "comexampleextension");
+        assert!(
+            matches!(&name, Cow::Owned(n) if n == "ce_comexampleextension"),
+            "{name:?}"
         );
     }
 

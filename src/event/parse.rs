@@ -1,5 +1,6 @@
 //! CloudEvents HTTP binding: binary mode, structured mode, JSON batch and NDJSON bodies.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
@@ -29,7 +30,9 @@ pub struct Defaults {
     /// retried request carries the same ids and brokers that dedup by id (JetStream) drop repeats.
     pub id_seed: Option<String>,
     /// W3C trace context of the request (`traceparent`, `tracestate`), given to events that
-    /// carry none; without one a new trace is started.
+    /// carry none. The publish API starts one trace per request that brings none, shared by
+    /// its events as a request's own context would be; with `None` here every event that
+    /// carries none starts a trace of its own.
     pub trace: Option<crate::trace::TraceContext>,
 }
 
@@ -186,7 +189,29 @@ pub fn parse_binary(
 }
 
 /// The members of a JSON object in their written order, values left unparsed.
-struct RawMembers<'a>(Vec<(String, &'a RawValue)>);
+struct RawMembers<'a>(Vec<(MemberName<'a>, &'a RawValue)>);
+
+/// A member name, borrowed from the body unless it had to be unescaped.
+struct MemberName<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for MemberName<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(name.to_string())))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -198,7 +223,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some(entry) = map.next_entry::<MemberName<'de>, &'de RawValue>()? {
                     members.push(entry);
                 }
                 Ok(RawMembers(members))
@@ -233,6 +258,8 @@ fn attribute_value(name: &str, raw: &RawValue) -> Result<Option<String>, EventEr
         return Err(invalid(format!("attribute `{name}` must be a string")));
     }
     match first {
+        // Valid JSON (a `RawValue`) without a backslash has nothing to unescape.
+        Some(b'"') if !text.contains('\\') => Ok(Some(text[1..text.len() - 1].to_string())),
         Some(b'"') => serde_json::from_str::<String>(text)
             .map(Some)
             .map_err(|e| invalid(format!("attribute `{name}`: {e}"))),
@@ -258,8 +285,8 @@ pub fn parse_structured(
     let mut data: Option<&RawValue> = None;
     let mut data_base64: Option<&RawValue> = None;
     let mut has_specversion = false;
-    for (name, raw) in members {
-        match name.as_str() {
+    for (MemberName(name), raw) in members {
+        match &*name {
             "data" => data = Some(raw),
             "data_base64" => data_base64 = Some(raw),
             _ => {
@@ -419,6 +446,20 @@ mod tests {
         assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
         assert_eq!(e.extension("n"), Some("5"));
         assert_eq!(e.extension("ok"), Some("true"));
+    }
+
+    #[test]
+    fn structured_names_and_values_are_unescaped_and_control_characters_refused() {
+        let body = Bytes::from_static(
+            br#"{"spec\u0076ersion":"1.0","id":"a\"b","source":"s\u00e9","type":"plain","d\u0061ta":1}"#,
+        );
+        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        assert_eq!(e.id, "a\"b");
+        assert_eq!(e.source, "s\u{e9}");
+        assert_eq!(e.ty, "plain");
+        assert_eq!(&e.data[..], b"1");
+        let body = Bytes::from_static(b"{\"specversion\":\"1.0\",\"type\":\"a\x01b\"}");
+        assert!(parse_structured(&body, &body, &defaults(), 0).is_err());
     }
 
     #[test]

@@ -33,6 +33,7 @@ use super::{
     PublishError, PublishResult,
 };
 use crate::config::AmqpConfig;
+use crate::event::{prefixed_name, Prefix};
 
 /// AMQP `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
@@ -287,7 +288,7 @@ fn properties(out: &Outbound) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (name, value) in event.header_attributes() {
         headers.insert(
-            ShortString::from(format!("ce-{name}")),
+            ShortString::from(prefixed_name(Prefix::Dash, name).into_owned()),
             AMQPValue::LongString(LongString::from(value)),
         );
     }

@@ -25,6 +25,7 @@ use super::{
     PublishError, PublishResult,
 };
 use crate::config::{CreateTopics, KafkaConfig};
+use crate::event::{prefixed_name, Prefix};
 
 /// How often the broker's reachability is probed with a metadata request.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -230,9 +231,8 @@ fn headers(out: &Outbound) -> OwnedHeaders {
     let event = &out.event;
     let mut headers = OwnedHeaders::new_with_capacity(8 + event.extensions.len());
     for (name, value) in event.header_attributes() {
-        let key = format!("ce_{name}");
         headers = headers.insert(Header {
-            key: &key,
+            key: &prefixed_name(Prefix::Underscore, name),
             value: Some(value),
         });
     }

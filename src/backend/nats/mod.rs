@@ -4,15 +4,17 @@
 mod consume;
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::connection::State;
+use async_nats::header::IntoHeaderName;
 use async_nats::jetstream::context::{ContextBuilder, GetStreamByNameErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
-use async_nats::{HeaderMap, HeaderValue};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
 use super::tls::TlsFiles;
@@ -21,6 +23,7 @@ use super::{
     PublishError, PublishResult,
 };
 use crate::config::NatsConfig;
+use crate::event::{prefixed_name, Prefix};
 
 /// A NATS JetStream broker.
 pub struct NatsBackend {
@@ -214,7 +217,11 @@ fn headers(out: &Outbound) -> HeaderMap {
     let event = &out.event;
     let mut headers = HeaderMap::new();
     for (name, value) in event.header_attributes() {
-        headers.insert(format!("ce-{name}").as_str(), HeaderValue::from(value));
+        let name = match prefixed_name(Prefix::Dash, name) {
+            Cow::Borrowed(name) => HeaderName::from_static(name),
+            Cow::Owned(name) => name.into_header_name(),
+        };
+        headers.insert(name, HeaderValue::from(value));
     }
     if let Some(ct) = &event.datacontenttype {
         headers.insert("Content-Type", HeaderValue::from(ct.as_str()));

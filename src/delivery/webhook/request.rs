@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::delivery::spec::ContentMode;
-use crate::event::{self, Event};
+use crate::event::{self, prefixed_name, Event, Prefix};
 
 /// Characters percent-encoded in `ce-*` header values (CloudEvents HTTP binding §3.1.3.2):
 /// controls, space, `"`, `%` and everything outside printable ASCII.
@@ -68,18 +68,12 @@ fn header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((name, value))
 }
 
-/// The `ce-` header of a context attribute; the names every event carries are built once.
+/// The `ce-` header of a context attribute; the names every event carries are static.
 fn attribute_header(attribute: &str) -> Option<HeaderName> {
-    Some(match attribute {
-        "specversion" => HeaderName::from_static("ce-specversion"),
-        "id" => HeaderName::from_static("ce-id"),
-        "source" => HeaderName::from_static("ce-source"),
-        "type" => HeaderName::from_static("ce-type"),
-        "time" => HeaderName::from_static("ce-time"),
-        "subject" => HeaderName::from_static("ce-subject"),
-        "traceparent" => HeaderName::from_static("ce-traceparent"),
-        other => HeaderName::from_bytes(format!("ce-{other}").as_bytes()).ok()?,
-    })
+    match prefixed_name(Prefix::Dash, attribute) {
+        Cow::Borrowed(name) => Some(HeaderName::from_static(name)),
+        Cow::Owned(name) => HeaderName::from_bytes(name.as_bytes()).ok(),
+    }
 }
 
 /// Builds the request for `events` (one, except in batch mode).
