@@ -178,7 +178,10 @@ async fn a_request_without_trace_context_starts_one_trace_for_its_events() {
         "a new trace: {}",
         traces[0]
     );
-    assert_eq!(traces[0], traces[1], "events of one request share its trace");
+    assert_eq!(
+        traces[0], traces[1],
+        "events of one request share its trace"
+    );
     assert_eq!(
         traces[2], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "an event's own trace context stays"
