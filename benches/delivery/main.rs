@@ -26,18 +26,22 @@
 //! (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
 //! it) it does a short smoke run against the memory broker.
 
+#[cfg(feature = "nats")]
+mod native;
+mod receiver;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering as Atomic};
-use std::sync::Arc;
+use std::sync::atomic::Ordering as Atomic;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Request};
 use hyper_util::rt::TokioIo;
 use sidebus::{AppState, RawConfig};
+
+use crate::receiver::{start_receiver, Counter};
 
 // The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
 sidebus::mimalloc_on_demand!();
@@ -110,7 +114,7 @@ impl Args {
                         .unwrap_or_else(|_| panic!("--seconds: `{v}` is not a number"));
                 }
                 other => panic!(
-                    "unknown argument {other}; see the top of benches/delivery.rs for the options"
+                    "unknown argument {other}; see the top of benches/delivery/main.rs for the options"
                 ),
             }
         }
@@ -338,7 +342,7 @@ fn stream_name(topic: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// sidebus and the receiver
+// sidebus
 
 async fn start_sidebus(args: &Args, state_dir: &std::path::Path) -> (SocketAddr, AppState) {
     let broker = match args.broker {
@@ -366,55 +370,6 @@ limits = {{ max_body = "64MiB", max_event = "2MiB", max_batch = 10000, pipeline_
         axum::serve(sidebus::nodelay(listener), app).await.unwrap();
     });
     (addr, state)
-}
-
-/// What the receiver has seen.
-#[derive(Clone, Default)]
-struct Counter {
-    requests: Arc<AtomicU64>,
-    events: Arc<AtomicU64>,
-}
-
-impl Counter {
-    fn reset(&self) {
-        self.requests.store(0, Atomic::Relaxed);
-        self.events.store(0, Atomic::Relaxed);
-    }
-
-    fn add(&self, events: u64) {
-        self.requests.fetch_add(1, Atomic::Relaxed);
-        self.events.fetch_add(events, Atomic::Relaxed);
-    }
-}
-
-/// The trivial webhook receiver: `/hook` counts one event per request, `/batch` the elements of
-/// a CloudEvents batch array; both answer 204.
-async fn start_receiver(counter: Counter) -> SocketAddr {
-    async fn one(State(counter): State<Counter>, body: Bytes) -> StatusCode {
-        std::hint::black_box(body.len());
-        counter.add(1);
-        StatusCode::NO_CONTENT
-    }
-    async fn batch(State(counter): State<Counter>, body: Bytes) -> StatusCode {
-        match serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body) {
-            Ok(events) => {
-                counter.add(events.len() as u64);
-                StatusCode::NO_CONTENT
-            }
-            Err(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(one))
-        .route("/batch", axum::routing::post(batch))
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-        .with_state(counter);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(sidebus::nodelay(listener), app).await.unwrap();
-    });
-    addr
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,110 +534,5 @@ async fn deliver(
         requests,
         wall,
         complete: seen >= target,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// (d) the native JetStream consume rate
-
-#[cfg(feature = "nats")]
-mod native {
-    use std::time::{Duration, Instant};
-
-    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-    use futures::StreamExt;
-
-    use super::{Measured, PHASE_LIMIT, STALL_LIMIT};
-
-    async fn context(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
-        let client = async_nats::connect(url).await.unwrap_or_else(|e| {
-            panic!(
-                "NATS JetStream is not reachable at {url} ({e}); start it with: \
-                 nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
-            )
-        });
-        let jetstream = async_nats::jetstream::new(client.clone());
-        (client, jetstream)
-    }
-
-    /// Deletes the topic's stream; `quiet` when it may well not exist.
-    pub async fn delete_stream(url: &str, topic: &str, quiet: bool) {
-        let (_client, jetstream) = context(url).await;
-        let stream = sidebus::backend::nats::stream_name(topic);
-        match tokio::time::timeout(Duration::from_secs(30), jetstream.delete_stream(&stream)).await
-        {
-            Ok(Ok(_)) => {
-                if !quiet {
-                    println!("deleted JetStream stream {stream}");
-                }
-            }
-            Ok(Err(e)) if !quiet => eprintln!("delivery: deleting stream {stream}: {e}"),
-            Err(_) => eprintln!("delivery: deleting stream {stream}: timed out"),
-            Ok(Err(_)) => {}
-        }
-    }
-
-    /// An ephemeral pull consumer reads `events` events of the topic's stream from the start and
-    /// acks each; timed from the consumer's creation.
-    pub async fn consume(url: &str, topic: &str, events: usize) -> Measured {
-        let (client, jetstream) = context(url).await;
-        let name = sidebus::backend::nats::stream_name(topic);
-        let stream = jetstream
-            .get_stream(&name)
-            .await
-            .unwrap_or_else(|e| panic!("stream {name}: {e}"));
-        let started = Instant::now();
-        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-            .create_consumer(pull::Config {
-                filter_subject: topic.to_string(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                max_ack_pending: 1000,
-                inactive_threshold: Duration::from_secs(60),
-                ..pull::Config::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("native consumer on {name}: {e}"));
-        let mut messages = consumer
-            .messages()
-            .await
-            .unwrap_or_else(|e| panic!("native consumer on {name}: {e}"));
-        let deadline = tokio::time::Instant::now() + PHASE_LIMIT;
-        let mut count = 0u64;
-        while count < events as u64 {
-            let next = tokio::time::timeout(STALL_LIMIT, messages.next());
-            match tokio::time::timeout_at(deadline, next).await {
-                Ok(Ok(Some(Ok(message)))) => {
-                    if let Err(e) = message.ack().await {
-                        eprintln!("delivery: native ack: {e}");
-                        break;
-                    }
-                    count += 1;
-                }
-                Ok(Ok(Some(Err(e)))) => {
-                    eprintln!("delivery: native consumer: {e}");
-                    break;
-                }
-                Ok(Ok(None)) => break,
-                Ok(Err(_)) | Err(_) => {
-                    eprintln!("delivery: native consumer stalled at {count} events");
-                    break;
-                }
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), client.flush()).await;
-        let wall = started.elapsed();
-        drop(messages);
-        let _ = tokio::time::timeout(
-            Duration::from_secs(10),
-            stream.delete_consumer(&consumer.cached_info().name),
-        )
-        .await;
-        Measured {
-            count,
-            requests: 0,
-            wall,
-            complete: count >= events as u64,
-        }
     }
 }

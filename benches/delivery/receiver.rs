@@ -1,0 +1,59 @@
+//! The trivial webhook receiver the deliveries (and the bare HTTP ceiling) go to, and what it
+//! counts.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bytes::Bytes;
+
+/// What the receiver has seen.
+#[derive(Clone, Default)]
+pub(crate) struct Counter {
+    pub(crate) requests: Arc<AtomicU64>,
+    pub(crate) events: Arc<AtomicU64>,
+}
+
+impl Counter {
+    pub(crate) fn reset(&self) {
+        self.requests.store(0, Atomic::Relaxed);
+        self.events.store(0, Atomic::Relaxed);
+    }
+
+    fn add(&self, events: u64) {
+        self.requests.fetch_add(1, Atomic::Relaxed);
+        self.events.fetch_add(events, Atomic::Relaxed);
+    }
+}
+
+/// The trivial webhook receiver: `/hook` counts one event per request, `/batch` the elements of
+/// a CloudEvents batch array; both answer 204.
+pub(crate) async fn start_receiver(counter: Counter) -> SocketAddr {
+    async fn one(State(counter): State<Counter>, body: Bytes) -> StatusCode {
+        std::hint::black_box(body.len());
+        counter.add(1);
+        StatusCode::NO_CONTENT
+    }
+    async fn batch(State(counter): State<Counter>, body: Bytes) -> StatusCode {
+        match serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body) {
+            Ok(events) => {
+                counter.add(events.len() as u64);
+                StatusCode::NO_CONTENT
+            }
+            Err(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(one))
+        .route("/batch", axum::routing::post(batch))
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(counter);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(sidebus::nodelay(listener), app).await.unwrap();
+    });
+    addr
+}

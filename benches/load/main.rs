@@ -1,0 +1,184 @@
+//! End-to-end load harness (issue 3). In one run, for one broker, it measures:
+//!
+//! - (a) `http-bare`: the bare HTTP ceiling, the same POSTs against a trivial axum handler that
+//!   reads and discards the body, served the same way sidebus is;
+//! - (b) `native`: the broker's own client publishing the same events straight to the broker with
+//!   the same acknowledgement level (Kafka: `acks=all`, idempotent; NATS: JetStream publish acks;
+//!   AMQP: publisher confirms, persistent, mandatory), many publishes in flight;
+//! - (c) `sidebus-single`: one event per POST (binary mode) over N keep-alive connections, waiting
+//!   for the broker's acknowledgement, and (c') `sidebus-single-async` with `Prefer: respond-async`;
+//! - (d) `sidebus-batch`: `application/cloudevents-batch+json` POSTs of 100 events.
+//!
+//! It prints events/s, MB/s (payload bytes, 10^6 B), latency percentiles (per request; per
+//! publish for native), CPU seconds (whole process, and split by thread group), the brokers' own
+//! CPU seconds, the peak RSS of each phase, and the ratios c÷a and d÷b; `--json FILE` writes the
+//! same as JSON. `--rate R` switches to a steady-rate (open-loop) run instead: R requests/s spread
+//! over the N connections, latency measured from each request's intended start (no coordinated
+//! omission), for bare HTTP, native publish-to-ack and sidebus.
+//!
+//! ```text
+//! cargo bench --bench load -- --broker nats --connections 64 --seconds 10 --size 1024 --json out.json
+//! cargo bench --bench load -- --broker amqp --rate 5000 --seconds 10
+//! ```
+//!
+//! sidebus runs in this process (`AppState::build` + `axum::serve` on 127.0.0.1:0) on its own
+//! tokio multi-thread runtime (`--server-threads`, default 2); the load client runs on a second
+//! runtime (`--client-threads`, default 2). Client, server, librdkafka's threads (and the Kafka
+//! mock cluster) share the machine's cores, and so do the NATS and RabbitMQ servers: on a 2-core
+//! machine every number here is a lower bound of what sidebus does with cores of its own. All
+//! traffic goes to 127.0.0.1; every loop is bounded by time and by count.
+//!
+//! Brokers: NATS at `SIDEBUS_TEST_NATS` (default nats://127.0.0.1:4222), RabbitMQ at
+//! `SIDEBUS_TEST_AMQP` (default amqp://guest:guest@127.0.0.1:5672/%2f), Kafka at
+//! `SIDEBUS_TEST_KAFKA` or else librdkafka's in-process mock cluster. The harness creates its own
+//! topic, stream or exchange+queue (bounded in size) and deletes it at the end.
+//!
+//! Without any argument (as `cargo test --benches` runs it) it does a short smoke run against the
+//! memory broker and fails if any phase failed.
+
+mod args;
+mod brokers;
+mod drive;
+mod native;
+mod ops;
+mod phase;
+mod process;
+mod report;
+mod runs;
+mod server;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use sidebus::AppState;
+
+use crate::args::Args;
+use crate::brokers::BrokerSetup;
+use crate::process::broker_pids;
+use crate::runs::{run_rate, run_throughput};
+use crate::server::{bare_router, serve, start_sidebus, wait_connected};
+
+/// Longest a single request or publish may take before it counts as an error.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The name sidebus knows the broker under.
+const BROKER: &str = "bench";
+const EVENT_TYPE: &str = "com.example.bench";
+const SOURCE: &str = "sidebus://bench";
+
+// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
+sidebus::mimalloc_on_demand!();
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing at all.
+    let smoke = std::env::args_os().len() <= 1;
+    let args = if smoke { Args::smoke() } else { Args::parse() };
+    if let Err(e) = args.check() {
+        eprintln!("load: {e}");
+        std::process::exit(2);
+    }
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .thread_name("sb-server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .thread_name("load-client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
+
+    let topic = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let setup = client_rt.block_on(BrokerSetup::start(&args, &topic));
+    let (sidebus_addr, state) = server_rt.block_on(start_sidebus(&args, &setup));
+    let bare_addr = server_rt.block_on(serve(bare_router()));
+    client_rt.block_on(wait_connected(&state, args.broker));
+
+    let ctx = Ctx {
+        topic: topic.clone(),
+        payload: Bytes::from(payload(args.size)),
+        state,
+        broker_pids: broker_pids(args.broker),
+        args,
+    };
+    if ctx.args.scrape_ms > 0 {
+        let state = ctx.state.clone();
+        let every = Duration::from_millis(ctx.args.scrape_ms);
+        // Ends with the process (which exits once the report is written).
+        client_rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                std::hint::black_box(state.render_metrics());
+            }
+        });
+    }
+    let report = client_rt.block_on(async {
+        match ctx.args.rate {
+            Some(rate) => run_rate(&ctx, &setup, sidebus_addr, bare_addr, rate).await,
+            None => run_throughput(&ctx, &setup, sidebus_addr, bare_addr).await,
+        }
+    });
+    client_rt.block_on(setup.cleanup(&topic));
+
+    print!("{}", report.table(&ctx));
+    if let Some(path) = &ctx.args.json {
+        let text = serde_json::to_string_pretty(&report.json(&ctx)).expect("JSON");
+        match std::fs::write(path, text + "\n") {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("load: writing {}: {e}", path.display());
+                std::process::exit(1);
+            }
+        }
+    }
+    let failed = report
+        .phases
+        .iter()
+        .filter(|p| p.skipped.is_none() && (p.ok == 0 || (smoke && p.errors > 0)))
+        .count();
+    if smoke {
+        println!("load harness smoke run: {failed} failed phases");
+    }
+    // Exit without dropping the runtimes: the servers never stop on their own and the Kafka
+    // producers would flush for seconds. Everything the broker holds was deleted above.
+    std::process::exit(if failed > 0 { 1 } else { 0 });
+}
+
+/// What every phase needs.
+struct Ctx {
+    args: Args,
+    topic: String,
+    payload: Bytes,
+    state: AppState,
+    broker_pids: Vec<u32>,
+}
+
+impl Ctx {
+    fn events_path(&self) -> String {
+        format!("/v1/publish/{BROKER}/{}", self.topic)
+    }
+}
+
+/// A JSON object of exactly `size` bytes (`size` >= 8): `{"p":"xxx…"}`.
+fn payload(size: usize) -> String {
+    format!("{{\"p\":\"{}\"}}", "x".repeat(size - 8))
+}
+
+/// A `application/cloudevents-batch+json` body of `n` structured events with `payload` as data.
+fn batch_body(n: usize, payload: &str) -> Bytes {
+    let entry = format!(
+        r#"{{"specversion":"1.0","type":"{EVENT_TYPE}","source":"{SOURCE}","datacontenttype":"application/json","data":{payload}}}"#
+    );
+    let mut body = String::with_capacity(n * (entry.len() + 1) + 2);
+    body.push('[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&entry);
+    }
+    body.push(']');
+    Bytes::from(body)
+}

@@ -1,0 +1,204 @@
+//! The report of a run: the table on stdout and the same as JSON.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::brokers::BrokerSetup;
+use crate::phase::{events_per_cpu, Phase};
+use crate::Ctx;
+
+pub(crate) struct Report {
+    broker: String,
+    rate: Option<f64>,
+    pub(crate) phases: Vec<Phase>,
+}
+
+impl Report {
+    pub(crate) fn new(setup: &BrokerSetup, phases: Vec<Phase>, rate: Option<f64>) -> Self {
+        Self {
+            broker: setup.label(),
+            rate,
+            phases,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Phase> {
+        self.phases
+            .iter()
+            .find(|p| p.key == key && p.skipped.is_none())
+    }
+
+    /// `(name, value)` of each ratio that both its phases produced.
+    fn ratios(&self) -> Vec<(&'static str, f64)> {
+        let rate = |key| self.get(key).map(Phase::events_per_s);
+        let ops = |key| self.get(key).map(Phase::ops_per_s);
+        let p = |key, q| self.get(key).map(|ph: &Phase| ph.quantile_ms(q));
+        let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let list = if self.rate.is_some() {
+            vec![
+                ("p50 sidebus / p50 native", div(p("c", 0.5), p("b", 0.5))),
+                ("p99 sidebus / p99 native", div(p("c", 0.99), p("b", 0.99))),
+                (
+                    "p99.9 sidebus / p99.9 native",
+                    div(p("c", 0.999), p("b", 0.999)),
+                ),
+                ("p50 sidebus / p50 bare HTTP", div(p("c", 0.5), p("a", 0.5))),
+            ]
+        } else {
+            vec![
+                (
+                    "c/a  sidebus single ack-wait req/s / bare HTTP req/s",
+                    div(ops("c"), ops("a")),
+                ),
+                (
+                    "c'/a sidebus single respond-async req/s / bare HTTP req/s",
+                    div(ops("c_async"), ops("a")),
+                ),
+                (
+                    "d/b  sidebus batch events/s / native events/s",
+                    div(rate("d"), rate("b")),
+                ),
+                (
+                    "c/b  sidebus single ack-wait events/s / native events/s",
+                    div(rate("c"), rate("b")),
+                ),
+            ]
+        };
+        list.into_iter()
+            .filter_map(|(name, v)| v.map(|v| (name, v)))
+            .collect()
+    }
+
+    pub(crate) fn table(&self, ctx: &Ctx) -> String {
+        use std::fmt::Write;
+        let args = &ctx.args;
+        let mut out = String::new();
+        let mode = match self.rate {
+            Some(r) => format!("steady rate {r}/s (open loop)"),
+            None => "throughput (closed loop)".into(),
+        };
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "sidebus load harness — {mode}; broker {}; topic {}",
+            self.broker, ctx.topic
+        );
+        let _ = writeln!(
+            out,
+            "payload {} B; {} connections; {} s per phase after {} s warm-up; batch {}; {} cores shared by \
+             client ({} threads), sidebus ({} threads) and the broker",
+            args.size,
+            args.connections,
+            args.seconds,
+            args.warmup,
+            args.batch,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            args.client_threads,
+            args.server_threads,
+        );
+        let _ = writeln!(
+            out,
+            "{:<7} {:<50} {:>14} {:>10} {:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9}",
+            "", "phase", "concurrency", "ok ops", "events/s", "MB/s", "p50 ms", "p99 ms", "p99.9ms",
+            "max ms", "errors", "cpu s", "srv s", "cli s", "rdk s", "brkr s", "RSS MiB", "ev/cpu-s"
+        );
+        for p in &self.phases {
+            if let Some(reason) = &p.skipped {
+                let _ = writeln!(out, "{:<7} {:<50} {reason}", p.key, p.label);
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{:<7} {:<50} {:>14} {:>10} {:>11.0} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>7.0} {:>9.0}",
+                p.key,
+                truncate(&p.label, 50),
+                p.concurrency,
+                p.ok,
+                p.events_per_s(),
+                p.mb_per_s(args.size),
+                p.quantile_ms(0.5),
+                p.quantile_ms(0.99),
+                p.quantile_ms(0.999),
+                p.hist.max() as f64 / 1000.0,
+                p.errors + p.rejected,
+                p.cpu.process,
+                p.cpu.server,
+                p.cpu.client,
+                p.cpu.rdkafka,
+                p.cpu.broker,
+                p.peak_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0),
+                events_per_cpu(p).unwrap_or(f64::NAN),
+            );
+        }
+        for p in &self.phases {
+            if p.rejected > 0 {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} refused with 429 (pipeline full)",
+                    p.key, p.rejected
+                );
+            }
+            if let Some(e) = &p.first_error {
+                let _ = writeln!(out, "    {}: first error: {}", p.key, truncate(e, 300));
+            }
+            if p.drain > Duration::from_millis(100) {
+                let _ = writeln!(
+                    out,
+                    "    {}: pipeline took {:.2} s to empty after the load stopped (CPU included)",
+                    p.key,
+                    p.drain.as_secs_f64()
+                );
+            }
+        }
+        for (name, value) in self.ratios() {
+            let _ = writeln!(out, "ratio {name} = {value:.3}");
+        }
+        let _ = writeln!(
+            out,
+            "latency per request (per publish for native); MB/s = payload bytes / 10^6; cpu s = this \
+             process (srv = sidebus runtime, cli = load client + native publishers, rdk = librdkafka \
+             threads incl. mock cluster); brkr s = external broker process; RSS = peak RSS of the \
+             process during the phase; ev/cpu-s = events / (process + broker CPU s)"
+        );
+        out
+    }
+
+    pub(crate) fn json(&self, ctx: &Ctx) -> Value {
+        let args = &ctx.args;
+        json!({
+            "harness": "sidebus benches/load",
+            "mode": if self.rate.is_some() { "rate" } else { "throughput" },
+            "broker": args.broker.name(),
+            "broker_detail": self.broker,
+            "topic": ctx.topic,
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "size": args.size,
+            "batch": args.batch,
+            "native_inflight": args.native_inflight,
+            "rate": self.rate,
+            "machine": {
+                "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+                "server_threads": args.server_threads,
+                "client_threads": args.client_threads,
+                "note": "client, sidebus and the broker share the machine's cores",
+            },
+            "phases": self.phases.iter().map(|p| p.json(args.size)).collect::<Vec<_>>(),
+            "ratios": self.ratios().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}

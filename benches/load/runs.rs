@@ -1,0 +1,167 @@
+//! The two kinds of run, each a sequence of phases: throughput (closed loop) and steady rate
+//! (open loop).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+
+use crate::brokers::BrokerSetup;
+use crate::drive::Drive;
+use crate::native::native_ops;
+use crate::ops::{HttpOp, HttpRequest};
+use crate::phase::{phase, Phase, Spec};
+use crate::report::Report;
+use crate::{batch_body, payload, Ctx, EVENT_TYPE};
+
+async fn connections(ctx: &Ctx, addr: SocketAddr, request: HttpRequest) -> Vec<HttpOp> {
+    let request = Arc::new(request);
+    let mut ops = Vec::with_capacity(ctx.args.connections);
+    for _ in 0..ctx.args.connections {
+        match HttpOp::connect(addr, request.clone()).await {
+            Ok(op) => ops.push(op),
+            Err(e) => panic!("load: {}", e.message),
+        }
+    }
+    ops
+}
+
+/// One event in binary mode: the payload as body, `Content-Type` and `ce-type` headers; sidebus
+/// fills in id, source and time.
+fn binary_request(path: String, prefer_async: bool, payload: Bytes) -> HttpRequest {
+    let mut headers = vec![
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            HeaderName::from_static("ce-type"),
+            HeaderValue::from_static(EVENT_TYPE),
+        ),
+    ];
+    if prefer_async {
+        headers.push((
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("respond-async"),
+        ));
+    }
+    HttpRequest {
+        path,
+        headers,
+        body: payload,
+        expect: if prefer_async {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        batch: false,
+    }
+}
+
+const NO_NATIVE: &str = "n/a: the memory broker has no native client";
+
+/// The throughput run: phases a, b, c, c' and d, each closed-loop.
+pub(crate) async fn run_throughput(
+    ctx: &Ctx,
+    setup: &BrokerSetup,
+    sidebus: SocketAddr,
+    bare: SocketAddr,
+) -> Report {
+    let args = &ctx.args;
+    let closed = Drive::Closed {
+        duration: Duration::from_secs_f64(args.seconds),
+    };
+    let conns = format!("{} conns", args.connections);
+    let single =
+        |prefer_async| binary_request(ctx.events_path(), prefer_async, ctx.payload.clone());
+    let mut phases = Vec::new();
+
+    let request = binary_request("/bare".into(), false, ctx.payload.clone());
+    let ops = connections(ctx, bare, request).await;
+    let spec = Spec::new("a", "http-bare (discard handler)", &conns);
+    phases.push(phase(ctx, spec, ops, closed).await);
+
+    setup.empty().await;
+    phases.push(match setup.native(&ctx.topic).await {
+        Some(native) => {
+            let ops = native_ops(&native, args.native_inflight, &ctx.payload);
+            let label = format!("native ({})", native.label());
+            let spec = Spec::new("b", label, format!("{} in flight", args.native_inflight));
+            phase(ctx, spec, ops, closed).await
+        }
+        None => Phase::skipped("b", "native", NO_NATIVE),
+    });
+
+    setup.empty().await;
+    let ops = connections(ctx, sidebus, single(false)).await;
+    let spec = Spec::new("c", "sidebus single, ack-wait", &conns).sidebus();
+    phases.push(phase(ctx, spec, ops, closed).await);
+
+    setup.empty().await;
+    let ops = connections(ctx, sidebus, single(true)).await;
+    let spec = Spec::new("c_async", "sidebus single, respond-async", &conns).sidebus();
+    phases.push(phase(ctx, spec, ops, closed).await);
+
+    let batch = HttpRequest {
+        path: format!("{}/batch", ctx.events_path()),
+        headers: vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents-batch+json"),
+        )],
+        body: batch_body(args.batch, &payload(args.size)),
+        expect: StatusCode::OK,
+        batch: true,
+    };
+    setup.empty().await;
+    let ops = connections(ctx, sidebus, batch).await;
+    let label = format!("sidebus batch of {}, ack-wait", args.batch);
+    let spec = Spec::new("d", label, &conns)
+        .sidebus()
+        .events_per_op(args.batch as u64);
+    phases.push(phase(ctx, spec, ops, closed).await);
+    Report::new(setup, phases, None)
+}
+
+/// The steady-rate run: bare HTTP, native publish-to-ack and sidebus single events, each at the
+/// same offered rate, open loop.
+pub(crate) async fn run_rate(
+    ctx: &Ctx,
+    setup: &BrokerSetup,
+    sidebus: SocketAddr,
+    bare: SocketAddr,
+    rate: f64,
+) -> Report {
+    let args = &ctx.args;
+    let n = args.connections;
+    let open = Drive::Open {
+        rate,
+        total: ((rate * args.seconds) as u64).max(1),
+    };
+    let conns = format!("{n} conns");
+    let mut phases = Vec::new();
+
+    let request = binary_request("/bare".into(), false, ctx.payload.clone());
+    let ops = connections(ctx, bare, request).await;
+    let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns);
+    phases.push(phase(ctx, spec, ops, open).await);
+
+    setup.empty().await;
+    phases.push(match setup.native(&ctx.topic).await {
+        Some(native) => {
+            let ops = native_ops(&native, n, &ctx.payload);
+            let label = format!("native @ {rate}/s ({})", native.label());
+            let spec = Spec::new("b", label, format!("{n} publishers"));
+            phase(ctx, spec, ops, open).await
+        }
+        None => Phase::skipped("b", "native", NO_NATIVE),
+    });
+
+    setup.empty().await;
+    let request = binary_request(ctx.events_path(), false, ctx.payload.clone());
+    let ops = connections(ctx, sidebus, request).await;
+    let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns).sidebus();
+    phases.push(phase(ctx, spec, ops, open).await);
+    Report::new(setup, phases, Some(rate))
+}

@@ -1,0 +1,102 @@
+//! The two HTTP servers the load goes to: sidebus itself, and the bare discard handler that
+//! gives the HTTP ceiling.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use sidebus::{AppState, RawConfig};
+
+use crate::args::{Args, BrokerKind};
+use crate::brokers::BrokerSetup;
+use crate::{BROKER, SOURCE};
+
+/// Longest the pipeline may take to empty between phases.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+pub(crate) fn bare_router() -> axum::Router {
+    async fn discard(body: Bytes) -> StatusCode {
+        drop(body);
+        StatusCode::OK
+    }
+    axum::Router::new().fallback(discard)
+}
+
+pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(sidebus::nodelay(listener), app).await {
+            eprintln!("load: server on {addr} stopped: {e}");
+        }
+    });
+    addr
+}
+
+fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
+    let kib = |bytes: usize| bytes.div_ceil(1024);
+    let max_event = kib(args.size.max(1 << 20));
+    let max_body = kib((args.batch * (args.size + 512) * 2).max(4 << 20));
+    let state_dir = std::env::temp_dir().join(format!("sidebus-bench-{}", std::process::id()));
+    let broker = match setup {
+        BrokerSetup::Memory => format!(
+            "kind = \"memory\"\nretention = {}\n",
+            args.memory_retention.max(1)
+        ),
+        BrokerSetup::Kafka { bootstrap, .. } => {
+            format!("kind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\n")
+        }
+        BrokerSetup::Nats { url, .. } => format!("kind = \"nats\"\nurl = \"{url}\"\n"),
+        BrokerSetup::Amqp { url, .. } => format!("kind = \"amqp\"\nurl = \"{url}\"\n"),
+    };
+    format!(
+        "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
+         limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536 }}\n\
+         [brokers.{BROKER}]\n{broker}",
+        state_dir.display()
+    )
+}
+
+pub(crate) async fn start_sidebus(args: &Args, setup: &BrokerSetup) -> (SocketAddr, AppState) {
+    let toml = sidebus_toml(args, setup);
+    let config = RawConfig::from_toml(&toml)
+        .and_then(RawConfig::validate)
+        .unwrap_or_else(|e| panic!("bench config is invalid: {e}\n{toml}"));
+    let state = AppState::build(config)
+        .await
+        .expect("sidebus backends build");
+    let addr = serve(sidebus::app(state.clone())).await;
+    (addr, state)
+}
+
+pub(crate) async fn wait_connected(state: &AppState, kind: BrokerKind) {
+    let broker = state.broker(BROKER).expect("the bench broker");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = broker.backend.status();
+        if status.connected {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "sidebus's {} broker did not connect within 30 s: {:?}",
+                kind.name(),
+                status.last_error
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until sidebus's pipeline holds nothing (events accepted with respond-async included).
+pub(crate) async fn drain(state: &AppState) -> Duration {
+    let started = Instant::now();
+    let pipeline = &state.broker(BROKER).expect("the bench broker").pipeline;
+    while pipeline.in_flight() > 0 && started.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
