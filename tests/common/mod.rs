@@ -2,9 +2,14 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod deploy;
+pub mod helm;
+pub mod openapi;
+pub mod openapi_subscriptions;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
+pub mod sse;
 pub mod steady;
 pub mod tls;
 pub mod tls_proxy;

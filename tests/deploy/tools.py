@@ -1,4 +1,4 @@
-"""Real deployment tooling for tests/deploy.rs, answering in JSON on stdout.
+"""Real deployment tooling for tests/deploy_*.rs, answering in JSON on stdout.
 
     tools.py render CHART_DIR [VALUES_JSON]   Helm renders and lints the chart; every rendered
                                               object is checked against the Kubernetes schemas
