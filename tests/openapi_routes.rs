@@ -3,15 +3,17 @@
 //! methods not served are problem+json.
 
 mod common;
+#[path = "openapi_routes/subscriptions.rs"]
+mod subscriptions;
 
 use std::path::Path;
 
 use common::openapi::{
     config, routes, Spec, BROKERS, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
 };
-use common::openapi_subscriptions::subscriptions;
 use common::TestServer;
 use serde_json::Value;
+use subscriptions::subscriptions;
 
 /// An AMQP broker on a port nothing listens on: sidebus starts, reports it down, and answers
 /// publishes to it with 503.

@@ -5,7 +5,6 @@ pub mod brokers;
 pub mod deploy;
 pub mod helm;
 pub mod openapi;
-pub mod openapi_subscriptions;
 pub mod process;
 pub mod proxy;
 pub mod receiver;

@@ -1,5 +1,5 @@
 //! The subscription routes of `openapi/openapi.yaml`, walked through against a real sidebus
-//! (part of the every-route check in `tests/openapi_routes.rs`).
+//! (part of the every-route check in `tests/openapi_routes.rs`, its only user).
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,11 +7,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::openapi::{
+use crate::common::openapi::{
     config, patched, Spec, ENDPOINT, SECRET, SUBSCRIPTION, SUBSCRIPTIONS, SUBSCRIPTION_PAUSE,
     SUBSCRIPTION_RESUME,
 };
-use super::{unique_topic, TestServer};
+use crate::common::{unique_topic, TestServer};
 
 const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
