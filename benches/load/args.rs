@@ -73,6 +73,10 @@ pub(crate) struct Args {
     /// Most operations per phase, whatever the time left.
     #[arg(long, default_value_t = 20_000_000)]
     pub(crate) max_ops: u64,
+    /// TOML added to sidebus's config before its broker table, to measure a setting against
+    /// the defaults in the same harness, e.g. `--sidebus-toml $'[pipeline]\nlinger = "1ms"'`.
+    #[arg(long, default_value = "")]
+    pub(crate) sidebus_toml: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -97,6 +101,7 @@ impl Args {
             scrape_ms: 0,
             partitions: 1,
             max_ops: 100_000,
+            sidebus_toml: String::new(),
             bench: false,
         }
     }

@@ -100,6 +100,13 @@ impl Report {
             args.client_threads,
             args.server_threads,
         );
+        if !args.sidebus_toml.is_empty() {
+            let _ = writeln!(
+                out,
+                "sidebus config added: {}",
+                args.sidebus_toml.replace('\n', "; ")
+            );
+        }
         let _ = writeln!(
             out,
             "{:<7} {:<50} {:>14} {:>10} {:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9}",
@@ -182,6 +189,7 @@ impl Report {
             "batch": args.batch,
             "native_inflight": args.native_inflight,
             "rate": self.rate,
+            "sidebus_toml": args.sidebus_toml,
             "machine": {
                 "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
                 "server_threads": args.server_threads,

@@ -55,8 +55,9 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     format!(
         "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
          limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536 }}\n\
-         [brokers.{BROKER}]\n{broker}",
-        state_dir.display()
+         {}\n[brokers.{BROKER}]\n{broker}",
+        state_dir.display(),
+        args.sidebus_toml
     )
 }
 
