@@ -139,7 +139,7 @@ fn round_trip(c: &mut Criterion) {
     };
     let pipeline = {
         let _guard = rt.enter();
-        Pipeline::start("bench", backend, config, 65_536)
+        Pipeline::start("bench", backend, config, 65_536, 1 << 30)
     };
     let topic: Arc<str> = Arc::from("bench");
     let outbound = |n: usize| -> Vec<Outbound> {

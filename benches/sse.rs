@@ -173,7 +173,7 @@ async fn start(args: &Args, streams: usize) -> (SocketAddr, AppState) {
     let toml = format!(
         r#"
 source = "sidebus://sse-bench"
-limits = {{ max_body = "64MiB", max_event = "1MiB", max_batch = 10000, pipeline_depth = 65536 }}
+limits = {{ max_body = "64MiB", max_event = "1MiB", max_batch = 10000, pipeline_depth = 65536, pipeline_bytes = "64MiB" }}
 [sse]
 max_streams = {}
 buffer = 256

@@ -54,6 +54,7 @@ impl AppState {
                 backend.clone(),
                 config.pipeline.clone(),
                 config.limits.pipeline_depth,
+                config.limits.pipeline_bytes,
             );
             brokers.insert(
                 name.clone(),

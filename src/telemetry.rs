@@ -17,6 +17,9 @@ pub const BATCH_SIZE: &str = "sidebus_batch_events";
 pub const BATCH_FLUSHES: &str = "sidebus_batch_flushes_total";
 /// Gauge: events held by a broker's pipeline (queued or awaiting acknowledgement), by `broker`.
 pub const PIPELINE_DEPTH: &str = "sidebus_pipeline_depth";
+/// Gauge: bytes of the events a broker's pipeline holds, as `limits.pipeline_bytes` counts
+/// them, by `broker`.
+pub const PIPELINE_BYTES: &str = "sidebus_pipeline_bytes";
 /// Counter: publishes refused with 429 because the pipeline was full, by `broker`.
 pub const PIPELINE_REJECTED: &str = "sidebus_pipeline_rejected_total";
 /// Gauge: 1 when a broker is connected, 0 otherwise, by `broker`.
@@ -92,6 +95,11 @@ fn describe() {
     );
     describe_counter!(BATCH_FLUSHES, "Batches flushed by reason");
     describe_gauge!(PIPELINE_DEPTH, "Events queued or awaiting acknowledgement");
+    describe_gauge!(
+        PIPELINE_BYTES,
+        Unit::Bytes,
+        "Bytes of the events queued or awaiting acknowledgement"
+    );
     describe_counter!(
         PIPELINE_REJECTED,
         "Publishes refused because the pipeline was full"

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::brokers::PrivateNats;
 use common::{assert_problem, unique_topic, TestServer};
+use sidebus::pipeline::HELD_PER_EVENT;
 
 #[tokio::test]
 async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
@@ -108,4 +109,85 @@ url = "{}"
     let problem = assert_problem(response, 504).await;
     assert_eq!(problem["type"], "urn:sidebus:problem:broker-timeout");
     nats.thaw();
+}
+
+#[tokio::test]
+async fn a_pipeline_full_of_bytes_refuses_by_weight_and_loses_nothing() {
+    let nats = PrivateNats::start();
+    let server = TestServer::start(&format!(
+        r#"
+limits = {{ max_body = "4KiB", max_event = "4KiB", pipeline_bytes = "8KiB" }}
+[pipeline]
+ack_timeout = "60s"
+[brokers.heavy]
+kind = "nats"
+url = "{}"
+"#,
+        nats.url()
+    ))
+    .await;
+    let topic = unique_topic("bytes");
+    let path = format!("/v1/publish/heavy/{topic}");
+    assert_eq!(server.post(&path, &[], "warm").await.status(), 200);
+
+    nats.freeze();
+    let async_ = [("prefer", "respond-async")];
+    for i in 0..2 {
+        let r = server.post(&path, &async_, "x".repeat(2500)).await;
+        assert_eq!(r.status(), 202, "2.5 KB event {i} fits in 8 KiB");
+    }
+    let refused = server.post(&path, &async_, "y".repeat(2500)).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let problem = assert_problem(refused, 429).await;
+    assert_eq!(problem["type"], "urn:sidebus:problem:pipeline-full");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("limits.pipeline_bytes"), "{detail}");
+    let small = server.post(&path, &async_, "small").await;
+    assert_eq!(
+        small.status(),
+        202,
+        "a light event still fits beside the two"
+    );
+
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sidebus_pipeline_bytes{broker=\"heavy\"} "))
+        .unwrap_or_else(|| panic!("no byte gauge: {metrics}"))
+        .parse()
+        .unwrap();
+    // Payloads plus sidebus's per-event allowance, plus the attributes' text.
+    let payloads = 2 * (2500 + HELD_PER_EVENT) + 5 + HELD_PER_EVENT;
+    assert!(
+        (payloads as f64..=8192.0).contains(&held),
+        "bytes held: {held}"
+    );
+    assert!(
+        metrics.contains("sidebus_pipeline_depth{broker=\"heavy\"} 3"),
+        "{metrics}"
+    );
+
+    nats.thaw();
+    server
+        .state
+        .broker("heavy")
+        .unwrap()
+        .pipeline
+        .settled()
+        .await;
+    let r = server.post(&path, &[], "z".repeat(2500)).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["sequence"], 5,
+        "warm + 3 held + this one, nothing lost"
+    );
 }

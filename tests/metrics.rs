@@ -123,6 +123,7 @@ async fn figures_match_the_traffic() {
     );
     assert_eq!(m(r#"sidebus_batch_events_sum{broker="metered"}"#), 5.0);
     assert_eq!(m(r#"sidebus_pipeline_depth{broker="metered"}"#), 0.0);
+    assert_eq!(m(r#"sidebus_pipeline_bytes{broker="metered"}"#), 0.0);
     assert_eq!(m(r#"sidebus_broker_connected{broker="metered"}"#), 1.0);
     assert_eq!(
         m(r#"sidebus_delivery_attempts_total{subscription="counted",outcome="delivered"}"#),

@@ -353,7 +353,7 @@ async fn start_sidebus(args: &Args, state_dir: &std::path::Path) -> (SocketAddr,
         r#"
 source = "sidebus://delivery-bench"
 state_dir = "{}"
-limits = {{ max_body = "64MiB", max_event = "2MiB", max_batch = 10000, pipeline_depth = 65536 }}
+limits = {{ max_body = "64MiB", max_event = "2MiB", max_batch = 10000, pipeline_depth = 65536, pipeline_bytes = "64MiB" }}
 [brokers.{BROKER}]
 {broker}
 "#,

@@ -40,6 +40,7 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     let kib = |bytes: usize| bytes.div_ceil(1024);
     let max_event = kib(args.size.max(1 << 20));
     let max_body = kib((args.batch * (args.size + 512) * 2).max(4 << 20));
+    let pipeline_bytes = max_body.max(32 << 10);
     let state_dir = std::env::temp_dir().join(format!("sidebus-bench-{}", std::process::id()));
     let broker = match setup {
         BrokerSetup::Memory => format!(
@@ -54,7 +55,7 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     };
     format!(
         "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
-         limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536 }}\n\
+         limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536, pipeline_bytes = \"{pipeline_bytes}KiB\" }}\n\
          {}\n[brokers.{BROKER}]\n{broker}",
         state_dir.display(),
         args.sidebus_toml

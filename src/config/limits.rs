@@ -17,6 +17,11 @@ pub struct RawLimits {
     pub max_batch: usize,
     /// Events a broker's pipeline holds, queued or awaiting acknowledgement, before publishes get 429.
     pub pipeline_depth: usize,
+    /// Bytes of events a broker's pipeline holds, queued or awaiting acknowledgement, before
+    /// publishes get 429: each event counts its payload, its attributes' text and 512 bytes of
+    /// bookkeeping, close to the memory it takes. With `pipeline_depth` alone, the memory a full
+    /// pipeline takes grew with the size of its events.
+    pub pipeline_bytes: ByteSize,
 }
 
 impl Default for RawLimits {
@@ -26,6 +31,7 @@ impl Default for RawLimits {
             max_event: ByteSize::mib(1),
             max_batch: 1000,
             pipeline_depth: 65536,
+            pipeline_bytes: ByteSize::mib(24),
         }
     }
 }
@@ -41,6 +47,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Events a broker's pipeline may hold.
     pub pipeline_depth: usize,
+    /// Bytes of events a broker's pipeline may hold.
+    pub pipeline_bytes: usize,
 }
 
 impl RawLimits {
@@ -62,11 +70,18 @@ impl RawLimits {
                 "must not exceed limits.max_body",
             ));
         }
+        if self.pipeline_bytes < self.max_body {
+            return Err(invalid(
+                "limits.pipeline_bytes",
+                "must be at least limits.max_body, or a request of the largest size could never be taken",
+            ));
+        }
         Ok(Limits {
             max_body: self.max_body.as_u64() as usize,
             max_event: self.max_event.as_u64() as usize,
             max_batch: self.max_batch,
             pipeline_depth: self.pipeline_depth,
+            pipeline_bytes: self.pipeline_bytes.as_u64() as usize,
         })
     }
 }

@@ -394,6 +394,10 @@ mod tests {
                 "limits.max_batch",
             ),
             ("[brokers.\"bad name\"]\nkind=\"memory\"", "brokers.bad name"),
+            (
+                "limits = { pipeline_bytes = \"1MiB\" }\n[brokers.a]\nkind=\"memory\"",
+                "limits.pipeline_bytes",
+            ),
         ];
         for (toml, key) in cases {
             let err = parse(toml).unwrap_err().to_string();

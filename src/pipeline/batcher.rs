@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::bound::Bound;
 use super::meters::{BrokerMeters, Flush};
 use super::Submission;
 use crate::backend::{Backend, PublishError, PublishResult};
@@ -26,8 +27,7 @@ pub(super) async fn run(
     mut queue: mpsc::UnboundedReceiver<Submission>,
     backend: Arc<dyn Backend>,
     config: PipelineConfig,
-    depth_permits: Arc<Semaphore>,
-    depth: usize,
+    bound: Arc<Bound>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight_batches));
     let mut carried: Option<Submission> = None;
@@ -79,7 +79,7 @@ pub(super) async fn run(
         let mut events = Vec::with_capacity(count);
         let mut waiters = Vec::with_capacity(batch.len());
         for submission in batch {
-            waiters.push((submission.reply, submission.events.len(), submission.permit));
+            waiters.push((submission.reply, submission.events.len(), submission.share));
             events.extend(submission.events);
         }
         let span = tracing::debug_span!(
@@ -89,7 +89,7 @@ pub(super) async fn run(
             reason = reason.label()
         );
         let acks = backend.send(events).instrument(span.clone()).await;
-        let depth_permits = depth_permits.clone();
+        let bound = bound.clone();
         let ack_timeout = config.ack_timeout;
         let meters = meters.clone();
         tokio::spawn(async move {
@@ -108,15 +108,15 @@ pub(super) async fn run(
             };
             meters.outcomes(&results);
             let mut results = results.into_iter();
-            for (reply, n, permit) in waiters {
+            for (reply, n, share) in waiters {
                 let mine: Vec<PublishResult> = results.by_ref().take(n).collect();
                 if let Some(reply) = reply {
                     let _ = reply.send(mine);
                 }
-                drop(permit);
+                drop(share);
             }
             drop(slot);
-            meters.depth(depth - depth_permits.available_permits());
+            meters.held(bound.events_held(), bound.bytes_held());
         }.instrument(span));
     }
 }

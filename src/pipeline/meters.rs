@@ -67,6 +67,7 @@ impl Flush {
 pub struct BrokerMeters {
     broker: &'static str,
     depth: OnceLock<Gauge>,
+    bytes: OnceLock<Gauge>,
     rejected: OnceLock<Counter>,
     batch_size: OnceLock<Histogram>,
     flushes: [OnceLock<Counter>; FLUSH_REASONS.len()],
@@ -105,6 +106,7 @@ impl BrokerMeters {
         Self {
             broker,
             depth: OnceLock::new(),
+            bytes: OnceLock::new(),
             rejected: OnceLock::new(),
             batch_size: OnceLock::new(),
             flushes: Default::default(),
@@ -119,12 +121,15 @@ impl BrokerMeters {
         self.broker
     }
 
-    /// Events held by the pipeline now.
-    pub fn depth(&self, events: usize) {
+    /// Events and bytes held by the pipeline now.
+    pub fn held(&self, events: usize, bytes: usize) {
         let broker = self.broker;
         self.depth
             .get_or_init(|| metrics::gauge!(telemetry::PIPELINE_DEPTH, "broker" => broker))
             .set(events as f64);
+        self.bytes
+            .get_or_init(|| metrics::gauge!(telemetry::PIPELINE_BYTES, "broker" => broker))
+            .set(bytes as f64);
     }
 
     /// A publish refused because the pipeline was full.

@@ -1,36 +1,46 @@
 //! The batching pipeline between the API and a broker: a bounded intake, a batcher that groups
 //! events by count, bytes and linger, and per-request completion with one result per event.
 //!
-//! The bound is a semaphore of `limits.pipeline_depth` permits, one per event, held from intake
-//! until the broker's acknowledgement: memory stays flat under any load, and a full pipeline is
-//! refused at once (429) instead of queueing.
+//! The bound is `limits.pipeline_depth` events and `limits.pipeline_bytes` bytes, held from
+//! intake until the broker's acknowledgement: memory stays flat under any load, and a full
+//! pipeline is refused at once (429) instead of queueing.
 
 mod batcher;
+mod bound;
 pub mod meters;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, Outbound, PublishResult};
 use crate::config::PipelineConfig;
+pub use bound::Exhausted;
+use bound::{Bound, Share};
 use meters::BrokerMeters;
 
 /// How long a refused publisher is told to wait before retrying.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Bytes an event held by the pipeline takes beyond its payload and attribute text (the event
+/// and its allocations, its place in the batch, the broker client's per-message state), counted
+/// against `limits.pipeline_bytes` so the bound is close to the memory a full pipeline takes
+/// (`cargo bench --bench rss`: about 1.5 MiB resident per MiB of 1 KiB events' payload and
+/// attributes).
+pub const HELD_PER_EVENT: usize = 512;
+
 /// Why a submission was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    /// The pipeline holds `limits.pipeline_depth` events already.
-    #[error("the pipeline of broker `{broker}` is full ({depth} events queued or awaiting acknowledgement)")]
+    /// The pipeline holds `limits.pipeline_depth` events or `limits.pipeline_bytes` bytes.
+    #[error("the pipeline of broker `{broker}` is full: {limit}")]
     Full {
         /// Broker name.
         broker: String,
-        /// Configured depth.
-        depth: usize,
+        /// The limit that refused the request.
+        limit: Exhausted,
     },
     /// sidebus is shutting down and takes no new events.
     #[error("sidebus is shutting down")]
@@ -42,8 +52,8 @@ struct Submission {
     events: Vec<Outbound>,
     /// Where the results go; `None` for `Prefer: respond-async`.
     reply: Option<oneshot::Sender<Vec<PublishResult>>>,
-    /// The request's share of the pipeline depth, released once the broker answered.
-    permit: OwnedSemaphorePermit,
+    /// The request's share of the pipeline's bound, released once the broker answered.
+    share: Share,
 }
 
 /// Handle to one broker's pipeline; cheap to clone.
@@ -51,21 +61,22 @@ struct Submission {
 pub struct Pipeline {
     meters: Arc<BrokerMeters>,
     intake: mpsc::UnboundedSender<Submission>,
-    permits: Arc<Semaphore>,
-    depth: usize,
+    bound: Arc<Bound>,
     closed: Arc<AtomicBool>,
 }
 
 impl Pipeline {
-    /// Starts the batcher task of `broker` and returns the handle that feeds it.
+    /// Starts the batcher task of `broker` and returns the handle that feeds it; it holds at
+    /// most `depth` events and `max_bytes` bytes of them.
     pub fn start(
         broker: &str,
         backend: Arc<dyn Backend>,
         config: PipelineConfig,
         depth: usize,
+        max_bytes: usize,
     ) -> Self {
         let (intake, queue) = mpsc::unbounded_channel();
-        let permits = Arc::new(Semaphore::new(depth));
+        let bound = Arc::new(Bound::new(depth, max_bytes));
         // Metric labels borrow the name for the life of the process; broker names are a
         // handful from the config, so this avoids an allocation per labelled sample.
         let broker: &'static str = Box::leak(broker.to_string().into_boxed_str());
@@ -75,14 +86,12 @@ impl Pipeline {
             queue,
             backend,
             config,
-            permits.clone(),
-            depth,
+            bound.clone(),
         ));
         Self {
             meters,
             intake,
-            permits,
-            depth,
+            bound,
             closed: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -97,18 +106,17 @@ impl Pipeline {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| {
-                self.meters.rejected();
-                SubmitError::Full {
-                    broker: self.meters.broker().to_string(),
-                    depth: self.depth,
-                }
-            })?;
+        let bytes = events
+            .iter()
+            .map(|o| o.event.weight() + HELD_PER_EVENT)
+            .sum();
+        let share = self.bound.try_take(events.len(), bytes).map_err(|limit| {
+            self.meters.rejected();
+            SubmitError::Full {
+                broker: self.meters.broker().to_string(),
+                limit,
+            }
+        })?;
         self.record_depth();
         let (reply, receiver) = if wait {
             let (tx, rx) = oneshot::channel();
@@ -120,7 +128,7 @@ impl Pipeline {
             .send(Submission {
                 events,
                 reply,
-                permit,
+                share,
             })
             .map_err(|_| SubmitError::Closed)?;
         Ok(receiver)
@@ -133,17 +141,17 @@ impl Pipeline {
 
     /// Events held now (queued or awaiting acknowledgement).
     pub fn in_flight(&self) -> usize {
-        self.depth - self.permits.available_permits()
+        self.bound.events_held()
     }
 
     fn record_depth(&self) {
-        self.meters.depth(self.in_flight());
+        self.meters
+            .held(self.bound.events_held(), self.bound.bytes_held());
     }
 
     /// Waits until every event taken so far has its broker result; intake stays open.
     pub async fn settled(&self) {
-        let all = u32::try_from(self.depth).unwrap_or(u32::MAX);
-        let _all_free = self.permits.acquire_many(all).await;
+        self.bound.settled().await;
     }
 
     /// Stops intake and waits until every event taken so far has its broker result.
