@@ -19,13 +19,17 @@
 //!   an async-nats JetStream pull consumer reading the same events from the stream and acking
 //!   each; n/a for the memory broker.
 //!
-//! and prints the table and the ratios b÷a and c÷d. sidebus, the receiver and the load client
-//! each run on their own tokio runtime (`--threads` workers each, default 2), so on a 2-core
-//! machine the numbers are lower bounds. Every wait is bounded (`PHASE_LIMIT`, and a stall of
+//! and prints the table (with the CPU seconds per event of this process and the broker), the
+//! ratios b÷a and c÷d, and for NATS the highest b÷a the machine allows: a delivery needs at
+//! least a bare request's CPU plus a native consume's, on the same cores. sidebus, the receiver
+//! and the load client each run on their own tokio runtime (`--threads` workers each, default
+//! 2), so on a 2-core machine the numbers are lower bounds. Every wait is bounded (`PHASE_LIMIT`, and a stall of
 //! `STALL_LIMIT` without progress ends a phase early, reported as partial). The NATS stream
 //! (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
 //! it) it does a short smoke run against the memory broker.
 
+#[path = "../common/cpu.rs"]
+mod cpu;
 #[cfg(feature = "nats")]
 mod native;
 mod receiver;
@@ -41,6 +45,7 @@ use hyper::{header, Request};
 use hyper_util::rt::TokioIo;
 use sidebus::{AppState, RawConfig};
 
+use crate::cpu::{ceiling, own_seconds, pids_named, seconds_of};
 use crate::receiver::{start_receiver, Counter};
 
 // The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
@@ -159,12 +164,26 @@ struct Measured {
     wall: Duration,
     /// Whether every expected event arrived.
     complete: bool,
+    /// CPU seconds this process and the broker spent in the phase (set by [`metered`]).
+    cpu: f64,
 }
 
 impl Measured {
     fn rate(&self) -> f64 {
         self.count as f64 / self.wall.as_secs_f64().max(1e-9)
     }
+
+    fn cpu_per_event(&self) -> f64 {
+        self.cpu / self.count.max(1) as f64
+    }
+}
+
+/// Runs one phase and records the CPU seconds it took, this process's and the broker's.
+fn metered(broker_pids: &[u32], phase: impl FnOnce() -> Measured) -> Measured {
+    let before = own_seconds() + seconds_of(broker_pids);
+    let mut measured = phase();
+    measured.cpu = own_seconds() + seconds_of(broker_pids) - before;
+    measured
 }
 
 fn main() {
@@ -201,7 +220,13 @@ fn main() {
     }
 
     // (a) The bare HTTP ceiling.
-    let ceiling = client.block_on(http_ceiling(receiver, args.size, args.seconds));
+    let broker_pids = match args.broker {
+        BrokerKind::Memory => Vec::new(),
+        BrokerKind::Nats => pids_named("nats-server"),
+    };
+    let bare = metered(&broker_pids, || {
+        client.block_on(http_ceiling(receiver, args.size, args.seconds))
+    });
     counter.reset();
 
     // Prefill.
@@ -216,42 +241,49 @@ fn main() {
     );
 
     // (b) Binary deliveries, (c) batch deliveries.
-    let binary = client.block_on(deliver(
-        addr,
-        &counter,
-        "bench-binary",
-        serde_json::json!({
-            "broker": BROKER,
-            "topic": topic,
-            "endpoint": format!("http://{receiver}/hook"),
-            "start": "earliest",
-            "ordering": "none",
-            "max_in_flight": 64,
-            "content_mode": "binary",
-        }),
-        args.events,
-    ));
-    let batch = client.block_on(deliver(
-        addr,
-        &counter,
-        "bench-batch",
-        serde_json::json!({
-            "broker": BROKER,
-            "topic": topic,
-            "endpoint": format!("http://{receiver}/batch"),
-            "start": "earliest",
-            "ordering": "none",
-            "max_in_flight": 64,
-            "content_mode": "batch",
-            "max_batch": 100,
-        }),
-        args.events,
-    ));
+    let binary = metered(&broker_pids, || {
+        client.block_on(deliver(
+            addr,
+            &counter,
+            "bench-binary",
+            serde_json::json!({
+                "broker": BROKER,
+                "topic": topic,
+                "endpoint": format!("http://{receiver}/hook"),
+                "start": "earliest",
+                "ordering": "none",
+                "max_in_flight": 64,
+                "content_mode": "binary",
+            }),
+            args.events,
+        ))
+    });
+    let batch = metered(&broker_pids, || {
+        client.block_on(deliver(
+            addr,
+            &counter,
+            "bench-batch",
+            serde_json::json!({
+                "broker": BROKER,
+                "topic": topic,
+                "endpoint": format!("http://{receiver}/batch"),
+                "start": "earliest",
+                "ordering": "none",
+                "max_in_flight": 64,
+                "content_mode": "batch",
+                "max_batch": 100,
+            }),
+            args.events,
+        ))
+    });
 
     // (d) The native consume rate.
     #[cfg(feature = "nats")]
-    let native = (args.broker == BrokerKind::Nats)
-        .then(|| client.block_on(native::consume(&args.nats_url, &topic, args.events)));
+    let native = (args.broker == BrokerKind::Nats).then(|| {
+        metered(&broker_pids, || {
+            client.block_on(native::consume(&args.nats_url, &topic, args.events))
+        })
+    });
     #[cfg(not(feature = "nats"))]
     let native: Option<Measured> = None;
 
@@ -262,22 +294,23 @@ fn main() {
 
     println!();
     println!(
-        "{:<48} {:>10} {:>10} {:>9} {:>12}  note",
-        "phase", "events", "requests", "seconds", "events/s"
+        "{:<48} {:>10} {:>10} {:>9} {:>12} {:>9}  note",
+        "phase", "events", "requests", "seconds", "events/s", "cpu µs/ev"
     );
     let row = |name: &str, m: &Measured, note: String| {
         println!(
-            "{:<48} {:>10} {:>10} {:>9.2} {:>12.0}  {note}",
+            "{:<48} {:>10} {:>10} {:>9.2} {:>12.0} {:>9.1}  {note}",
             name,
             m.count,
             m.requests,
             m.wall.as_secs_f64(),
-            m.rate()
+            m.rate(),
+            m.cpu_per_event() * 1e6
         );
     };
     row(
         &format!("(a) bare HTTP POST, {CONNECTIONS} keep-alive conns"),
-        &ceiling,
+        &bare,
         format!("{} B bodies, requests/s", args.size),
     );
     let complete = |m: &Measured| {
@@ -308,15 +341,21 @@ fn main() {
             format!("async-nats, max_ack_pending 1000 {}", complete(m)),
         ),
         None => println!(
-            "{:<48} {:>10} {:>10} {:>9} {:>12}  memory broker has no native client",
-            "(d) native consume", "n/a", "n/a", "n/a", "n/a"
+            "{:<48} {:>10} {:>10} {:>9} {:>12} {:>9}  memory broker has no native client",
+            "(d) native consume", "n/a", "n/a", "n/a", "n/a", "n/a"
         ),
     }
     println!();
     println!(
         "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
-        binary.rate() / ceiling.rate().max(1e-9)
+        binary.rate() / bare.rate().max(1e-9)
     );
+    if let Some(m) = &native {
+        println!(
+            "ceiling of b ÷ a on this machine (a bare request's CPU / (that + a native consume's CPU)): {:.3}",
+            ceiling(bare.cpu_per_event(), m.cpu_per_event())
+        );
+    }
     match &native {
         Some(m) => println!(
             "ratio c ÷ d (batch deliveries / native consume):      {:.3}",
@@ -326,7 +365,7 @@ fn main() {
     }
     println!(
         "ratio c ÷ a (batch deliveries / bare HTTP requests):  {:.3}",
-        batch.rate() / ceiling.rate().max(1e-9)
+        batch.rate() / bare.rate().max(1e-9)
     );
 
     drop(client);
@@ -438,6 +477,7 @@ async fn http_ceiling(receiver: SocketAddr, size: usize, seconds: f64) -> Measur
         requests: ok,
         wall,
         complete: true,
+        cpu: 0.0,
     }
 }
 
@@ -534,5 +574,6 @@ async fn deliver(
         requests,
         wall,
         complete: seen >= target,
+        cpu: 0.0,
     }
 }

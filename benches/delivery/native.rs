@@ -95,5 +95,6 @@ pub(crate) async fn consume(url: &str, topic: &str, events: usize) -> Measured {
         requests: 0,
         wall,
         complete: count >= events as u64,
+        cpu: 0.0,
     }
 }

@@ -23,6 +23,9 @@ impl BrokerKind {
     }
 }
 
+/// The phases of the throughput run, in the order they run.
+const PHASES: [&str; 5] = ["a", "b", "c", "c_async", "d"];
+
 /// sidebus end-to-end load harness.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "load", about = "sidebus end-to-end load harness (issue 3)")]
@@ -77,12 +80,21 @@ pub(crate) struct Args {
     /// the defaults in the same harness, e.g. `--sidebus-toml $'[pipeline]\nlinger = "1ms"'`.
     #[arg(long, default_value = "")]
     pub(crate) sidebus_toml: String,
+    /// Phases of the throughput run to measure (a, b, c, c_async, d), e.g. `--phases c` to
+    /// profile one; ratios are printed for the phases measured. All by default.
+    #[arg(long, value_delimiter = ',', default_values_t = PHASES.map(String::from))]
+    pub(crate) phases: Vec<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
 impl Args {
+    /// Whether phase `key` is to be measured.
+    pub(crate) fn measures(&self, key: &str) -> bool {
+        self.phases.iter().any(|p| p == key)
+    }
+
     /// What `cargo test --benches` runs: a short check that every phase works.
     pub(crate) fn smoke() -> Self {
         Self {
@@ -102,6 +114,7 @@ impl Args {
             partitions: 1,
             max_ops: 100_000,
             sidebus_toml: String::new(),
+            phases: PHASES.map(String::from).to_vec(),
             bench: false,
         }
     }
@@ -126,6 +139,12 @@ impl Args {
             if !(rate > 0.0 && rate <= 1_000_000.0) {
                 return Err("--rate must be in (0, 1000000]".into());
             }
+        }
+        if let Some(unknown) = self.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+            return Err(format!(
+                "--phases: `{unknown}` is not one of {}",
+                PHASES.join(", ")
+            ));
         }
         if self.server_threads == 0 || self.client_threads == 0 {
             return Err("--server-threads and --client-threads must be at least 1".into());

@@ -38,6 +38,8 @@
 
 mod args;
 mod brokers;
+#[path = "../common/cpu.rs"]
+mod cpu;
 mod drive;
 mod native;
 mod ops;

@@ -126,6 +126,11 @@ pub(crate) fn events_per_cpu(phase: &Phase) -> Option<f64> {
     (cpu > 0.0).then(|| phase.events() as f64 / cpu)
 }
 
+/// CPU seconds of this process plus the external broker per event.
+pub(crate) fn cpu_per_event(phase: &Phase) -> Option<f64> {
+    events_per_cpu(phase).filter(|r| *r > 0.0).map(|r| 1.0 / r)
+}
+
 /// What a phase is called and how its results are counted.
 pub(crate) struct Spec {
     key: &'static str,

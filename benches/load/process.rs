@@ -2,6 +2,7 @@
 //! RSS of each phase.
 
 use crate::args::BrokerKind;
+use crate::cpu::{own_seconds, pids_named, seconds_of, stat_seconds};
 
 /// CPU seconds at one moment.
 #[derive(Clone, Copy, Default)]
@@ -21,11 +22,8 @@ pub(crate) struct Cpu {
 impl Cpu {
     pub(crate) fn now(broker_pids: &[u32]) -> Self {
         let mut cpu = Cpu {
-            process: stat_seconds("/proc/self/stat").unwrap_or(0.0),
-            broker: broker_pids
-                .iter()
-                .filter_map(|pid| stat_seconds(&format!("/proc/{pid}/stat")))
-                .sum(),
+            process: own_seconds(),
+            broker: seconds_of(broker_pids),
             ..Cpu::default()
         };
         if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
@@ -58,15 +56,6 @@ impl Cpu {
     }
 }
 
-/// utime + stime of a `/proc/…/stat` file, in seconds (USER_HZ is 100 on Linux).
-fn stat_seconds(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
 /// Resets the process's peak RSS (VmHWM) so each phase reports its own; false if refused.
 pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -87,19 +76,9 @@ pub(crate) fn peak_rss_kib() -> Option<u64> {
 
 /// PIDs of the external broker's server processes, whose CPU time each phase reports.
 pub(crate) fn broker_pids(kind: BrokerKind) -> Vec<u32> {
-    let comm = match kind {
-        BrokerKind::Nats => "nats-server",
-        BrokerKind::Amqp => "beam.smp",
-        BrokerKind::Memory | BrokerKind::Kafka => return Vec::new(),
-    };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
-        })
-        .collect()
+    match kind {
+        BrokerKind::Nats => pids_named("nats-server"),
+        BrokerKind::Amqp => pids_named("beam.smp"),
+        BrokerKind::Memory | BrokerKind::Kafka => Vec::new(),
+    }
 }

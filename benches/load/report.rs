@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::brokers::BrokerSetup;
-use crate::phase::{events_per_cpu, Phase};
+use crate::phase::{cpu_per_event, events_per_cpu, Phase};
 use crate::Ctx;
 
 pub(crate) struct Report {
@@ -27,6 +27,16 @@ impl Report {
         self.phases
             .iter()
             .find(|p| p.key == key && p.skipped.is_none())
+    }
+
+    /// The highest c÷a this run allows: every single-event POST costs at least what a bare
+    /// request cost (server and load client) plus what one native publish cost (client and
+    /// broker), all on the same cores. With the broker's CPU counted, this holds whatever sidebus
+    /// does, so a target above it cannot be met on this machine.
+    fn single_event_ceiling(&self) -> Option<f64> {
+        let bare = cpu_per_event(self.get("a")?)?;
+        let native = cpu_per_event(self.get("b")?)?;
+        Some(crate::cpu::ceiling(bare, native))
     }
 
     /// `(name, value)` of each ratio that both its phases produced.
@@ -65,6 +75,10 @@ impl Report {
                 (
                     "c/b  sidebus single ack-wait events/s / native events/s",
                     div(rate("c"), rate("b")),
+                ),
+                (
+                    "ceiling of c/a and c'/a on this machine: a bare request's CPU / (that + a native publish's CPU)",
+                    self.single_event_ceiling(),
                 ),
             ]
         };

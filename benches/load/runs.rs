@@ -78,32 +78,41 @@ pub(crate) async fn run_throughput(
         |prefer_async| binary_request(ctx.events_path(), prefer_async, ctx.payload.clone());
     let mut phases = Vec::new();
 
-    let request = binary_request("/bare".into(), false, ctx.payload.clone());
-    let ops = connections(ctx, bare, request).await;
-    let spec = Spec::new("a", "http-bare (discard handler)", &conns);
-    phases.push(phase(ctx, spec, ops, closed).await);
+    if args.measures("a") {
+        let request = binary_request("/bare".into(), false, ctx.payload.clone());
+        let ops = connections(ctx, bare, request).await;
+        let spec = Spec::new("a", "http-bare (discard handler)", &conns);
+        phases.push(phase(ctx, spec, ops, closed).await);
+    }
 
-    setup.empty().await;
-    phases.push(match setup.native(&ctx.topic).await {
-        Some(native) => {
-            let ops = native_ops(&native, args.native_inflight, &ctx.payload);
-            let label = format!("native ({})", native.label());
-            let spec = Spec::new("b", label, format!("{} in flight", args.native_inflight));
-            phase(ctx, spec, ops, closed).await
+    if args.measures("b") {
+        setup.empty().await;
+        phases.push(match setup.native(&ctx.topic).await {
+            Some(native) => {
+                let ops = native_ops(&native, args.native_inflight, &ctx.payload);
+                let label = format!("native ({})", native.label());
+                let spec = Spec::new("b", label, format!("{} in flight", args.native_inflight));
+                phase(ctx, spec, ops, closed).await
+            }
+            None => Phase::skipped("b", "native", NO_NATIVE),
+        });
+    }
+
+    for (key, label, prefer_async) in [
+        ("c", "sidebus single, ack-wait", false),
+        ("c_async", "sidebus single, respond-async", true),
+    ] {
+        if args.measures(key) {
+            setup.empty().await;
+            let ops = connections(ctx, sidebus, single(prefer_async)).await;
+            let spec = Spec::new(key, label, &conns).sidebus();
+            phases.push(phase(ctx, spec, ops, closed).await);
         }
-        None => Phase::skipped("b", "native", NO_NATIVE),
-    });
+    }
 
-    setup.empty().await;
-    let ops = connections(ctx, sidebus, single(false)).await;
-    let spec = Spec::new("c", "sidebus single, ack-wait", &conns).sidebus();
-    phases.push(phase(ctx, spec, ops, closed).await);
-
-    setup.empty().await;
-    let ops = connections(ctx, sidebus, single(true)).await;
-    let spec = Spec::new("c_async", "sidebus single, respond-async", &conns).sidebus();
-    phases.push(phase(ctx, spec, ops, closed).await);
-
+    if !args.measures("d") {
+        return Report::new(setup, phases, None);
+    }
     let batch = HttpRequest {
         path: format!("{}/batch", ctx.events_path()),
         headers: vec![(
