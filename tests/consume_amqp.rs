@@ -228,6 +228,32 @@ async fn events_arrive_with_their_attributes_in_order() {
     setup.wait_queue("attrs", (0, 1)).await;
 }
 
+/// sidebus asks RabbitMQ for 32 KiB frames (`FRAME_MAX`): an event near `limits.max_event`
+/// travels as about thirty body frames each way and must come out whole, in order.
+#[tokio::test]
+async fn an_event_many_frames_long_arrives_whole() {
+    let setup = Setup::start("amqp.frames").await;
+    let mut consumer = setup.subscribe("frames", 4).await;
+    let big: String = (0..1_000_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let id = setup.publish(&big).await;
+    let small = setup.publish("after").await;
+    let d = next(&mut consumer).await;
+    assert_eq!(d.event.id, id);
+    assert_eq!(d.event.data.len(), big.len());
+    assert!(d.event.data == big.as_bytes(), "the bytes arrive as sent");
+    let after = next(&mut consumer).await;
+    assert_eq!(
+        (after.event.id.as_str(), data(&after).as_str()),
+        (small.as_str(), "after")
+    );
+    for d in [d, after] {
+        d.settle.ack().await.unwrap();
+    }
+    setup.wait_queue("frames", (0, 1)).await;
+}
+
 #[tokio::test]
 async fn a_new_member_resumes_after_the_acknowledged_prefix() {
     let setup = Setup::start("amqp.resume").await;
