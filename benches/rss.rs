@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+#[path = "common/amqp.rs"]
+mod amqp;
+
 /// How long after the publish the idle resident set is read.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Longest start-up may take.
@@ -148,47 +151,10 @@ async fn amqp_channel(url: &str) -> lapin::Channel {
     connection.create_channel().await.expect("AMQP channel")
 }
 
-/// The exchange as sidebus declares it (durable fanout) with one durable queue bound, so a
-/// `mandatory` publish is routable; capped and expiring, so a crashed run leaves nothing big.
+/// The exchange sidebus publishes to, with a queue bound so its publishes are routable.
 async fn amqp_queue(url: &str, topic: &str) -> String {
-    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::{AMQPValue, FieldTable};
-    let channel = amqp_channel(url).await;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            topic.into(),
-            lapin::ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .expect("declaring the exchange");
     let queue = format!("{topic}.rss");
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(200_000));
-    args.insert("x-expires".into(), AMQPValue::LongLongInt(3_600_000));
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.as_str().into(), options, args)
-        .await
-        .expect("declaring the queue");
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            topic.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("binding the queue");
+    amqp::bound_queue(&amqp_channel(url).await, topic, &queue).await;
     queue
 }
 

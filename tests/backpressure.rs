@@ -53,15 +53,7 @@ url = "{}"
     assert_problem(batch, 429).await;
     // "At once": the refusal did not wait for the broker (whose acks are minutes away).
     assert!(started.elapsed() < Duration::from_secs(30));
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("sidebus_pipeline_depth{broker=\"jobs\"} 4"),
         "{metrics}"
@@ -149,15 +141,7 @@ url = "{}"
         "a light event still fits beside the two"
     );
 
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let held: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("sidebus_pipeline_bytes{broker=\"heavy\"} "))

@@ -87,15 +87,7 @@ async fn figures_match_the_traffic() {
         assert!(std::time::Instant::now() < deadline, "{s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let m = |series: &str| value(&metrics, series);
     assert_eq!(
         m(r#"sidebus_publish_requests_total{broker="metered",mode="single",status="200"}"#),

@@ -340,15 +340,7 @@ async fn admin_routes_report_brokers_and_metrics() {
     server
         .post("/v1/publish/default/metrics-topic", &[], "x")
         .await;
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for name in [
         "sidebus_publish_requests_total{broker=\"default\",mode=\"single\",status=\"200\"}",
         "sidebus_publish_events_total{broker=\"default\",outcome=\"ok\"}",

@@ -233,10 +233,7 @@ async fn nats_setup(topic: &str) -> BrokerSetup {
 }
 
 async fn amqp_setup(topic: &str) -> BrokerSetup {
-    use lapin::options::{
-        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    };
-    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::options::ConfirmSelectOptions;
     let url = std::env::var("SIDEBUS_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
@@ -252,46 +249,8 @@ async fn amqp_setup(topic: &str) -> BrokerSetup {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("publisher confirms");
-    // The exchange as sidebus declares it (durable fanout), with one durable queue bound so a
-    // `mandatory` publish is routable. The queue is capped (oldest dropped) so the broker's
-    // memory and disk stay bounded, and expires if a crashed run leaves it behind.
-    channel
-        .exchange_declare(
-            topic.into(),
-            lapin::ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declaring the exchange");
     let queue = format!("{topic}.bench");
-    let mut queue_args = FieldTable::default();
-    queue_args.insert("x-max-length".into(), AMQPValue::LongLongInt(200_000));
-    queue_args.insert("x-expires".into(), AMQPValue::LongLongInt(3_600_000));
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            queue_args,
-        )
-        .await
-        .expect("declaring the queue");
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            topic.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("binding the queue");
+    crate::amqp::bound_queue(&channel, topic, &queue).await;
     BrokerSetup::Amqp {
         url,
         connection,

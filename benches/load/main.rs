@@ -36,6 +36,8 @@
 //! Without any argument (as `cargo test --benches` runs it) it does a short smoke run against the
 //! memory broker and fails if any phase failed.
 
+#[path = "../common/amqp.rs"]
+mod amqp;
 mod args;
 mod brokers;
 #[path = "../common/cpu.rs"]

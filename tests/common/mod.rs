@@ -146,6 +146,18 @@ impl TestServer {
             .expect("a JSON body")
     }
 
+    /// GETs `/metrics`: the Prometheus text a scraper would read.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request reaches sidebus")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// Stops serving and drains the pipelines.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
