@@ -17,15 +17,17 @@
 //! * (c) the same with content_mode batch, max_batch 100 (events/s);
 //! * (d) for `--broker nats` (JetStream at `SIDEBUS_TEST_NATS`, default nats://127.0.0.1:4222):
 //!   an async-nats JetStream pull consumer reading the same events from the stream and acking
-//!   each; n/a for the memory broker.
+//!   each; n/a for the memory broker;
+//! * (e) for NATS, the same native consumer held to `max_ack_pending` 64, as a subscription with
+//!   `max_in_flight` 64 is;
 //!
 //! and prints the table (with the CPU seconds per event of this process and the broker), the
 //! ratios b÷a and c÷d, and for NATS the highest b÷a the machine allows: a delivery needs at
-//! least a bare request's CPU plus a native consume's, on the same cores. sidebus, the receiver
-//! and the load client each run on their own tokio runtime (`--threads` workers each, default
-//! 2), so on a 2-core machine the numbers are lower bounds. Every wait is bounded (`PHASE_LIMIT`, and a stall of
-//! `STALL_LIMIT` without progress ends a phase early, reported as partial). The NATS stream
-//! (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
+//! least a bare request's CPU plus what (e) spent per event, on the same cores. sidebus, the
+//! receiver and the load client each run on their own tokio runtime (`--threads` workers each,
+//! default 2), so on a 2-core machine the numbers are lower bounds. Every wait is bounded
+//! (`PHASE_LIMIT`, and a stall of `STALL_LIMIT` without progress ends a phase early, reported as
+//! partial). The NATS stream (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
 //! it) it does a short smoke run against the memory broker.
 
 #[path = "../common/cpu.rs"]
@@ -58,6 +60,11 @@ const CONNECTIONS: usize = 64;
 const PHASE_LIMIT: Duration = Duration::from_secs(300);
 /// A delivery phase without progress for this long ends early.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Deliveries a subscription keeps in flight (`max_in_flight`, so JetStream's
+/// `max_ack_pending`), as the delivery target names.
+const IN_FLIGHT: usize = 64;
+/// Acknowledgements the native consumer of phase (d) may leave pending.
+const NATIVE_ACK_PENDING: usize = 1000;
 /// Events per batch publish request during the prefill.
 const FILL_BATCH: usize = 2000;
 
@@ -252,7 +259,7 @@ fn main() {
                 "endpoint": format!("http://{receiver}/hook"),
                 "start": "earliest",
                 "ordering": "none",
-                "max_in_flight": 64,
+                "max_in_flight": IN_FLIGHT,
                 "content_mode": "binary",
             }),
             args.events,
@@ -269,7 +276,7 @@ fn main() {
                 "endpoint": format!("http://{receiver}/batch"),
                 "start": "earliest",
                 "ordering": "none",
-                "max_in_flight": 64,
+                "max_in_flight": IN_FLIGHT,
                 "content_mode": "batch",
                 "max_batch": 100,
             }),
@@ -277,15 +284,23 @@ fn main() {
         ))
     });
 
-    // (d) The native consume rate.
+    // (d) The native consume rate, and (e) the same held to a subscription's acks in flight.
     #[cfg(feature = "nats")]
     let native = (args.broker == BrokerKind::Nats).then(|| {
-        metered(&broker_pids, || {
-            client.block_on(native::consume(&args.nats_url, &topic, args.events))
-        })
+        let consume = |pending| {
+            metered(&broker_pids, || {
+                client.block_on(native::consume(
+                    &args.nats_url,
+                    &topic,
+                    args.events,
+                    pending,
+                ))
+            })
+        };
+        (consume(NATIVE_ACK_PENDING), consume(IN_FLIGHT))
     });
     #[cfg(not(feature = "nats"))]
-    let native: Option<Measured> = None;
+    let native: Option<(Measured, Measured)> = None;
 
     #[cfg(feature = "nats")]
     if args.broker == BrokerKind::Nats {
@@ -335,11 +350,21 @@ fn main() {
         ),
     );
     match &native {
-        Some(m) => row(
-            "(d) native JetStream pull consumer + ack",
-            m,
-            format!("async-nats, max_ack_pending 1000 {}", complete(m)),
-        ),
+        Some((d, e)) => {
+            row(
+                "(d) native JetStream pull consumer + ack",
+                d,
+                format!(
+                    "async-nats, max_ack_pending {NATIVE_ACK_PENDING} {}",
+                    complete(d)
+                ),
+            );
+            row(
+                "(e) the same, max_ack_pending 64",
+                e,
+                format!("as a subscription's max_in_flight {}", complete(e)),
+            );
+        }
         None => println!(
             "{:<48} {:>10} {:>10} {:>9} {:>12} {:>9}  memory broker has no native client",
             "(d) native consume", "n/a", "n/a", "n/a", "n/a", "n/a"
@@ -350,14 +375,14 @@ fn main() {
         "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
         binary.rate() / bare.rate().max(1e-9)
     );
-    if let Some(m) = &native {
+    if let Some((_, e)) = &native {
         println!(
-            "ceiling of b ÷ a on this machine (a bare request's CPU / (that + a native consume's CPU)): {:.3}",
-            ceiling(bare.cpu_per_event(), m.cpu_per_event())
+            "ceiling of b ÷ a on this machine (a bare request's CPU / (that + (e)'s CPU per event)): {:.3}",
+            ceiling(bare.cpu_per_event(), e.cpu_per_event())
         );
     }
     match &native {
-        Some(m) => println!(
+        Some((m, _)) => println!(
             "ratio c ÷ d (batch deliveries / native consume):      {:.3}",
             batch.rate() / m.rate().max(1e-9)
         ),

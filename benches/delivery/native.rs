@@ -34,9 +34,14 @@ pub(crate) async fn delete_stream(url: &str, topic: &str, quiet: bool) {
     }
 }
 
-/// An ephemeral pull consumer reads `events` events of the topic's stream from the start and
-/// acks each; timed from the consumer's creation.
-pub(crate) async fn consume(url: &str, topic: &str, events: usize) -> Measured {
+/// An ephemeral pull consumer with `max_ack_pending` reads `events` events of the topic's stream
+/// from the start and acks each; timed from the consumer's creation.
+pub(crate) async fn consume(
+    url: &str,
+    topic: &str,
+    events: usize,
+    max_ack_pending: usize,
+) -> Measured {
     let (client, jetstream) = context(url).await;
     let name = sidebus::backend::nats::stream_name(topic);
     let stream = jetstream
@@ -49,7 +54,7 @@ pub(crate) async fn consume(url: &str, topic: &str, events: usize) -> Measured {
             filter_subject: topic.to_string(),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
-            max_ack_pending: 1000,
+            max_ack_pending: max_ack_pending as i64,
             inactive_threshold: Duration::from_secs(60),
             ..pull::Config::default()
         })
