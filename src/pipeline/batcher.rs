@@ -18,10 +18,6 @@ use crate::config::PipelineConfig;
 /// Extra time the pipeline gives a backend past `ack_timeout` before answering 504 itself.
 const ACK_GRACE: Duration = Duration::from_secs(5);
 
-fn weight(submission: &Submission) -> usize {
-    submission.events.iter().map(|o| o.event.weight()).sum()
-}
-
 pub(super) async fn run(
     meters: Arc<BrokerMeters>,
     mut queue: mpsc::UnboundedReceiver<Submission>,
@@ -40,7 +36,7 @@ pub(super) async fn run(
             },
         };
         let mut count = first.events.len();
-        let mut bytes = weight(&first);
+        let mut bytes = first.weight;
         let mut batch = vec![first];
         let deadline = Instant::now() + config.linger;
         let reason = loop {
@@ -67,7 +63,7 @@ pub(super) async fn run(
                 break Flush::Full;
             }
             count += next.events.len();
-            bytes += weight(&next);
+            bytes += next.weight;
             batch.push(next);
         };
         meters.flushed(reason, count);

@@ -50,6 +50,9 @@ pub enum SubmitError {
 /// Events of one request travelling through the pipeline together.
 struct Submission {
     events: Vec<Outbound>,
+    /// The events' payload and attribute bytes ([`crate::event::Event::weight`]), weighed once
+    /// at intake for both the byte bound and the batcher's `max_batch_bytes`.
+    weight: usize,
     /// Where the results go; `None` for `Prefer: respond-async`.
     reply: Option<oneshot::Sender<Vec<PublishResult>>>,
     /// The request's share of the pipeline's bound, released once the broker answered.
@@ -106,11 +109,9 @@ impl Pipeline {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        let bytes = events
-            .iter()
-            .map(|o| o.event.weight() + HELD_PER_EVENT)
-            .sum();
-        let share = self.bound.try_take(events.len(), bytes).map_err(|limit| {
+        let weight: usize = events.iter().map(|o| o.event.weight()).sum();
+        let held = weight + events.len() * HELD_PER_EVENT;
+        let share = self.bound.try_take(events.len(), held).map_err(|limit| {
             self.meters.rejected();
             SubmitError::Full {
                 broker: self.meters.broker().to_string(),
@@ -127,6 +128,7 @@ impl Pipeline {
         self.intake
             .send(Submission {
                 events,
+                weight,
                 reply,
                 share,
             })
