@@ -9,25 +9,28 @@ use common::brokers::PrivateNats;
 use common::{assert_problem, unique_topic, TestServer};
 use sidebus::pipeline::HELD_PER_EVENT;
 
-#[tokio::test]
-async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
+/// A private NATS server (so it can be frozen) behind a sidebus broker named `broker`, with
+/// `head` (limits, pipeline settings) before the broker table; returns the publish path of a
+/// fresh topic whose stream the first publish has already created.
+async fn behind_private_nats(head: &str, broker: &str) -> (PrivateNats, TestServer, String) {
     let nats = PrivateNats::start();
     let server = TestServer::start(&format!(
-        r#"
-limits = {{ max_batch = 4, pipeline_depth = 4 }}
-[pipeline]
-ack_timeout = "60s"
-[brokers.jobs]
-kind = "nats"
-url = "{}"
-"#,
+        "{head}\n[brokers.{broker}]\nkind = \"nats\"\nurl = \"{}\"\n",
         nats.url()
     ))
     .await;
-    let topic = unique_topic("bp");
-    let path = format!("/v1/publish/jobs/{topic}");
-    // Creates the stream while the server answers.
+    let path = format!("/v1/publish/{broker}/{}", unique_topic(broker));
     assert_eq!(server.post(&path, &[], "warm").await.status(), 200);
+    (nats, server, path)
+}
+
+#[tokio::test]
+async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
+    let (nats, server, path) = behind_private_nats(
+        "limits = { max_batch = 4, pipeline_depth = 4 }\n[pipeline]\nack_timeout = \"60s\"",
+        "jobs",
+    )
+    .await;
 
     nats.freeze();
     for i in 0..4 {
@@ -79,23 +82,10 @@ url = "{}"
 
 #[tokio::test]
 async fn missing_acknowledgement_is_504() {
-    let nats = PrivateNats::start();
-    let server = TestServer::start(&format!(
-        r#"
-[pipeline]
-ack_timeout = "300ms"
-[brokers.stalled]
-kind = "nats"
-url = "{}"
-"#,
-        nats.url()
-    ))
-    .await;
     // Not `jobs`: metrics are process-wide, and this pipeline's depth gauge would overwrite the
     // one the other test reads.
-    let topic = unique_topic("slow");
-    let path = format!("/v1/publish/stalled/{topic}");
-    assert_eq!(server.post(&path, &[], "warm").await.status(), 200);
+    let (nats, server, path) =
+        behind_private_nats("[pipeline]\nack_timeout = \"300ms\"", "stalled").await;
     nats.freeze();
     let response = server.post(&path, &[], "unanswered").await;
     let problem = assert_problem(response, 504).await;
@@ -105,22 +95,12 @@ url = "{}"
 
 #[tokio::test]
 async fn a_pipeline_full_of_bytes_refuses_by_weight_and_loses_nothing() {
-    let nats = PrivateNats::start();
-    let server = TestServer::start(&format!(
-        r#"
-limits = {{ max_body = "4KiB", max_event = "4KiB", pipeline_bytes = "8KiB" }}
-[pipeline]
-ack_timeout = "60s"
-[brokers.heavy]
-kind = "nats"
-url = "{}"
-"#,
-        nats.url()
-    ))
+    let (nats, server, path) = behind_private_nats(
+        "limits = { max_body = \"4KiB\", max_event = \"4KiB\", pipeline_bytes = \"8KiB\" }\n\
+         [pipeline]\nack_timeout = \"60s\"",
+        "heavy",
+    )
     .await;
-    let topic = unique_topic("bytes");
-    let path = format!("/v1/publish/heavy/{topic}");
-    assert_eq!(server.post(&path, &[], "warm").await.status(), 200);
 
     nats.freeze();
     let async_ = [("prefer", "respond-async")];
