@@ -37,7 +37,7 @@ pub(crate) fn pids_named(comm: &str) -> Vec<u32> {
 }
 
 /// The share of a combined operation's cost that a bare HTTP request is: `bare / (bare +
-/// broker)`, each in CPU seconds per operation. A rate that needs both a bare request's work and
+/// native)`, each in CPU seconds per operation, the native one with its broker's CPU. A rate that needs both a bare request's work and
 /// a native broker operation's work, on the same cores, is at most this fraction of the bare
 /// HTTP rate, whatever sits between them.
 pub(crate) fn ceiling(bare_cpu_per_op: f64, native_cpu_per_op: f64) -> f64 {
