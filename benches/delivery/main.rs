@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench delivery -- --broker memory --events 20000 --seconds 5 --size 1024
 //! cargo bench --bench delivery -- --broker nats --events 20000
+//! cargo bench --bench delivery -- --broker nats --events 100000 --rounds 3 --phases acde
 //! ```
 //!
 //! One run measures, all on 127.0.0.1:
@@ -27,7 +28,9 @@
 //! receiver and the load client each run on their own tokio runtime (`--threads` workers each,
 //! default 2), so on a 2-core machine the numbers are lower bounds. Every wait is bounded
 //! (`PHASE_LIMIT`, and a stall of `STALL_LIMIT` without progress ends a phase early, reported as
-//! partial). The NATS stream (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
+//! partial). `--phases` runs a subset of `abcde` (to profile one phase alone); `--rounds N` runs
+//! (c) and (d) alternately N times and prints each round's c÷d and their median, because one
+//! round's ratio moves by about a tenth from run to run. The NATS stream (`SIDEBUS_<topic>`) is deleted at the end. Without `--bench` (as `cargo test --benches` runs
 //! it) it does a short smoke run against the memory broker.
 
 #[path = "../common/cpu.rs"]
@@ -81,6 +84,17 @@ struct Args {
     size: usize,
     threads: usize,
     nats_url: String,
+    /// Phases to run, a subset of `abcde` (`--phases`): one can be profiled alone.
+    phases: String,
+    /// Times the batch phase (c) and the native consume (d) run, alternately (`--rounds`): their
+    /// ratio moves by a tenth from run to run, so a run reports each round's and the median.
+    rounds: usize,
+}
+
+impl Args {
+    fn runs(&self, phase: char) -> bool {
+        self.phases.contains(phase)
+    }
 }
 
 impl Args {
@@ -95,6 +109,8 @@ impl Args {
             threads: 2,
             nats_url: std::env::var("SIDEBUS_TEST_NATS")
                 .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+            phases: "abcde".into(),
+            rounds: 1,
         };
         let mut it = raw.iter();
         while let Some(flag) = it.next() {
@@ -119,6 +135,13 @@ impl Args {
                 "--events" => args.events = number(value()),
                 "--size" => args.size = number(value()),
                 "--threads" => args.threads = number(value()),
+                "--rounds" => args.rounds = number(value()).max(1),
+                "--phases" => {
+                    args.phases = value();
+                    if let Some(c) = args.phases.chars().find(|c| !"abcde".contains(*c)) {
+                        panic!("--phases: `{c}` is not one of a, b, c, d, e");
+                    }
+                }
                 "--seconds" => {
                     let v = value();
                     args.seconds = v
@@ -161,6 +184,9 @@ fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// One round of the batch phase (c) and the native consumer (d), each if it ran.
+type Round = (Option<Measured>, Option<Measured>);
 
 /// What one phase measured.
 struct Measured {
@@ -231,8 +257,10 @@ fn main() {
         BrokerKind::Memory => Vec::new(),
         BrokerKind::Nats => pids_named("nats-server"),
     };
-    let bare = metered(&broker_pids, || {
-        client.block_on(http_ceiling(receiver, args.size, args.seconds))
+    let bare = args.runs('a').then(|| {
+        metered(&broker_pids, || {
+            client.block_on(http_ceiling(receiver, args.size, args.seconds))
+        })
     });
     counter.reset();
 
@@ -247,60 +275,61 @@ fn main() {
         args.events as f64 / fill_wall.as_secs_f64()
     );
 
-    // (b) Binary deliveries, (c) batch deliveries.
-    let binary = metered(&broker_pids, || {
-        client.block_on(deliver(
-            addr,
-            &counter,
-            "bench-binary",
-            serde_json::json!({
-                "broker": BROKER,
-                "topic": topic,
-                "endpoint": format!("http://{receiver}/hook"),
-                "start": "earliest",
-                "ordering": "none",
-                "max_in_flight": IN_FLIGHT,
-                "content_mode": "binary",
-            }),
-            args.events,
-        ))
-    });
-    let batch = metered(&broker_pids, || {
-        client.block_on(deliver(
-            addr,
-            &counter,
-            "bench-batch",
-            serde_json::json!({
-                "broker": BROKER,
-                "topic": topic,
-                "endpoint": format!("http://{receiver}/batch"),
-                "start": "earliest",
-                "ordering": "none",
-                "max_in_flight": IN_FLIGHT,
-                "content_mode": "batch",
-                "max_batch": 100,
-            }),
-            args.events,
-        ))
-    });
-
-    // (d) The native consume rate, and (e) the same held to a subscription's acks in flight.
-    #[cfg(feature = "nats")]
-    let native = (args.broker == BrokerKind::Nats).then(|| {
-        let consume = |pending| {
-            metered(&broker_pids, || {
+    // (b) Binary deliveries; then (c) batch deliveries and (d) the native consume rate,
+    // alternately for each round; then (e) the native consumer held to a subscription's acks
+    // in flight.
+    let subscription = |name: &str, path: &str, mode: serde_json::Value| {
+        let mut spec = serde_json::json!({
+            "broker": BROKER,
+            "topic": topic,
+            "endpoint": format!("http://{receiver}/{path}"),
+            "start": "earliest",
+            "ordering": "none",
+            "max_in_flight": IN_FLIGHT,
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(mode.as_object().unwrap().clone());
+        metered(&broker_pids, || {
+            client.block_on(deliver(addr, &counter, name, spec, args.events))
+        })
+    };
+    let native = |pending: usize| -> Option<Measured> {
+        #[cfg(feature = "nats")]
+        if args.broker == BrokerKind::Nats {
+            return Some(metered(&broker_pids, || {
                 client.block_on(native::consume(
                     &args.nats_url,
                     &topic,
                     args.events,
                     pending,
                 ))
-            })
-        };
-        (consume(NATIVE_ACK_PENDING), consume(IN_FLIGHT))
+            }));
+        }
+        let _ = pending;
+        None
+    };
+    let binary = args.runs('b').then(|| {
+        subscription(
+            "bench-binary",
+            "hook",
+            serde_json::json!({"content_mode": "binary"}),
+        )
     });
-    #[cfg(not(feature = "nats"))]
-    let native: Option<(Measured, Measured)> = None;
+    let rounds: Vec<Round> = (0..args.rounds)
+        .map(|round| {
+            let batch = args.runs('c').then(|| {
+                subscription(
+                    &format!("bench-batch-{round}"),
+                    "batch",
+                    serde_json::json!({"content_mode": "batch", "max_batch": 100}),
+                )
+            });
+            let consume = args.runs('d').then(|| native(NATIVE_ACK_PENDING)).flatten();
+            (batch, consume)
+        })
+        .collect();
+    let held = args.runs('e').then(|| native(IN_FLIGHT)).flatten();
 
     #[cfg(feature = "nats")]
     if args.broker == BrokerKind::Nats {
@@ -323,11 +352,6 @@ fn main() {
             m.cpu_per_event() * 1e6
         );
     };
-    row(
-        &format!("(a) bare HTTP POST, {CONNECTIONS} keep-alive conns"),
-        &bare,
-        format!("{} B bodies, requests/s", args.size),
-    );
     let complete = |m: &Measured| {
         if m.complete {
             String::new()
@@ -335,62 +359,98 @@ fn main() {
             format!("PARTIAL: {} of {} events", m.count, args.events)
         }
     };
-    row(
-        "(b) sidebus webhook, binary, in-flight 64",
-        &binary,
-        complete(&binary),
-    );
-    row(
-        "(c) sidebus webhook, batch of 100, in-flight 64",
-        &batch,
-        format!(
-            "{:.1} events/request {}",
-            batch.count as f64 / batch.requests.max(1) as f64,
-            complete(&batch)
-        ),
-    );
-    match &native {
-        Some((d, e)) => {
+    let numbered = |name: &str, round: usize| {
+        if args.rounds == 1 {
+            name.to_string()
+        } else {
+            format!("{name}, round {}", round + 1)
+        }
+    };
+    if let Some(bare) = &bare {
+        row(
+            &format!("(a) bare HTTP POST, {CONNECTIONS} keep-alive conns"),
+            bare,
+            format!("{} B bodies, requests/s", args.size),
+        );
+    }
+    if let Some(binary) = &binary {
+        row(
+            "(b) sidebus webhook, binary, in-flight 64",
+            binary,
+            complete(binary),
+        );
+    }
+    for (round, (batch, consume)) in rounds.iter().enumerate() {
+        if let Some(batch) = batch {
             row(
-                "(d) native JetStream pull consumer + ack",
+                &numbered("(c) sidebus webhook, batch of 100", round),
+                batch,
+                format!(
+                    "{:.1} events/request {}",
+                    batch.count as f64 / batch.requests.max(1) as f64,
+                    complete(batch)
+                ),
+            );
+        }
+        if let Some(d) = consume {
+            row(
+                &numbered("(d) native JetStream pull consumer + ack", round),
                 d,
                 format!(
                     "async-nats, max_ack_pending {NATIVE_ACK_PENDING} {}",
                     complete(d)
                 ),
             );
-            row(
-                "(e) the same, max_ack_pending 64",
-                e,
-                format!("as a subscription's max_in_flight {}", complete(e)),
-            );
         }
-        None => println!(
+    }
+    if let Some(e) = &held {
+        row(
+            "(e) the same, max_ack_pending 64",
+            e,
+            format!("as a subscription's max_in_flight {}", complete(e)),
+        );
+    }
+    if args.broker == BrokerKind::Memory && args.runs('d') {
+        println!(
             "{:<48} {:>10} {:>10} {:>9} {:>12} {:>9}  memory broker has no native client",
             "(d) native consume", "n/a", "n/a", "n/a", "n/a", "n/a"
-        ),
+        );
     }
     println!();
-    println!(
-        "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
-        binary.rate() / bare.rate().max(1e-9)
-    );
-    if let Some((_, e)) = &native {
+    let ratio = |x: &Measured, y: &Measured| x.rate() / y.rate().max(1e-9);
+    if let (Some(binary), Some(bare)) = (&binary, &bare) {
+        println!(
+            "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
+            ratio(binary, bare)
+        );
+    }
+    if let (Some(bare), Some(e)) = (&bare, &held) {
         println!(
             "ceiling of b ÷ a on this machine (a bare request's CPU / (that + (e)'s CPU per event)): {:.3}",
             ceiling(bare.cpu_per_event(), e.cpu_per_event())
         );
     }
-    match &native {
-        Some((m, _)) => println!(
-            "ratio c ÷ d (batch deliveries / native consume):      {:.3}",
-            batch.rate() / m.rate().max(1e-9)
-        ),
-        None => println!("ratio c ÷ d (batch deliveries / native consume):      n/a"),
-    }
-    println!(
-        "ratio c ÷ a (batch deliveries / bare HTTP requests):  {:.3}",
-        batch.rate() / bare.rate().max(1e-9)
+    let batch_over = |name: &str, of: &dyn Fn(&Round) -> Option<f64>| {
+        let mut ratios: Vec<f64> = rounds.iter().filter_map(of).collect();
+        if ratios.is_empty() {
+            return;
+        }
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        if ratios.len() == 1 {
+            println!("{name}: {median:.3}");
+        } else {
+            println!("{name}: {} (median {median:.3})", each.join(", "));
+        }
+    };
+    batch_over(
+        "ratio c ÷ d (batch deliveries / native consume)     ",
+        &|(c, d)| Some(ratio(c.as_ref()?, d.as_ref()?)),
+    );
+    batch_over(
+        "ratio c ÷ a (batch deliveries / bare HTTP requests) ",
+        &|(c, _)| Some(ratio(c.as_ref()?, bare.as_ref()?)),
     );
 
     drop(client);
@@ -512,6 +572,19 @@ async fn http_ceiling(receiver: SocketAddr, size: usize, seconds: f64) -> Measur
 /// Publishes `events` text events of `size` bytes through the batch route (NDJSON).
 async fn fill(addr: SocketAddr, topic: &str, events: usize, size: usize) {
     let http = reqwest::Client::new();
+    // Without the bare phase before it, the prefill could start before the broker connection is up.
+    let ready_by = Instant::now() + STALL_LIMIT;
+    loop {
+        let ready = http.get(format!("http://{addr}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < ready_by,
+            "sidebus is not ready after {STALL_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let data = "x".repeat(size);
     let mut sent = 0;
     while sent < events {
