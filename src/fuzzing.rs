@@ -52,15 +52,10 @@ fn check_event(event: &Event, index: usize) {
     assert!(!event.id.is_empty() && !event.source.is_empty() && !event.ty.is_empty());
     assert!(event.data.len() <= defaults.max_event);
     let json = event::to_json(event);
-    let body = Bytes::from(json.get().to_owned());
+    let body = Bytes::from(json.clone());
     let back = event::parse_structured(&body, &body, &defaults, index)
-        .unwrap_or_else(|e| panic!("{} does not parse back: {e}", json.get()));
-    assert_eq!(
-        canonical(back),
-        canonical(event.clone()),
-        "through {}",
-        json.get()
-    );
+        .unwrap_or_else(|e| panic!("{json} does not parse back: {e}"));
+    assert_eq!(canonical(back), canonical(event.clone()), "through {json}");
 }
 
 /// What the structured encoding does not keep: the order of members, whitespace around JSON

@@ -10,7 +10,7 @@ mod structured;
 use bytes::Bytes;
 
 pub use parse::{parse_batch_json, parse_binary, parse_ndjson, parse_structured, Defaults};
-pub use structured::to_json;
+pub use structured::{to_json, write_json, JSON_ROOM};
 
 /// The CloudEvents spec version sidebus speaks.
 pub const SPEC_VERSION: &str = "1.0";
@@ -144,14 +144,15 @@ impl Event {
 /// Rebuilds an event from the binary-mode attributes of a broker message (names without their
 /// `ce-`/`ce_` prefix). Lenient: an attribute a native producer got wrong is dropped rather than
 /// losing the event; absent required attributes stay empty for the consumer to fill.
-pub fn from_broker(
-    attributes: impl IntoIterator<Item = (String, String)>,
+pub fn from_broker<N: AsRef<str>>(
+    attributes: impl IntoIterator<Item = (N, String)>,
     content_type: Option<String>,
     data: Bytes,
 ) -> Event {
     let mut event = parse::empty_event(data);
     for (name, value) in attributes {
-        if parse::set_attribute(&mut event, &name, value).is_err() {
+        let name = name.as_ref();
+        if parse::set_attribute(&mut event, name, value).is_err() {
             tracing::debug!(attribute = %name, "dropping an invalid attribute read from a broker");
         }
     }
@@ -177,13 +178,15 @@ pub enum EventError {
 
 /// True for media types whose body is JSON (`application/json`, `*/*+json`, `text/json`).
 pub fn is_json_content_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let ends_with = |suffix: &str| {
+        essence.len() >= suffix.len()
+            && essence.as_bytes()[essence.len() - suffix.len()..]
+                .eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || ends_with("+json")
 }
 
 /// Extension attribute names are lowercase ASCII letters or digits (CloudEvents §3.1.1

@@ -49,7 +49,7 @@ fn to_event(message: &async_nats::Message) -> Event {
         h.iter().filter_map(|(name, values)| {
             let name: &str = name.as_ref();
             let attr = name.strip_prefix("ce-")?;
-            Some((attr.to_string(), values.first()?.as_str().to_string()))
+            Some((attr, values.first()?.as_str().to_string()))
         })
     });
     let content_type = headers
@@ -117,8 +117,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the deliveries of one consumer are settled through.
-#[derive(Clone)]
+/// What the deliveries of one consumer are settled through; shared by every delivery it holds
+/// (one reference count per delivery, where a client clone is several).
 struct Acker {
     client: async_nats::Client,
     in_progress: Arc<InProgress>,
@@ -126,7 +126,7 @@ struct Acker {
 
 impl Acker {
     /// Holds the message answering to `reply` in progress until it is settled.
-    fn hold(&self, reply: Subject) -> NatsSettle {
+    fn hold(self: &Arc<Self>, reply: Subject) -> NatsSettle {
         NatsSettle {
             id: self.in_progress.hold(reply.clone()),
             reply: Some(reply),
@@ -136,7 +136,7 @@ impl Acker {
 }
 
 struct NatsSettle {
-    acker: Acker,
+    acker: Arc<Acker>,
     /// Taken by `ack`/`nack`; still here on drop means the event was never settled.
     reply: Option<Subject>,
     id: u64,
@@ -146,9 +146,10 @@ impl NatsSettle {
     fn reply(mut self, kind: AckKind) -> BoxFuture<'static, Result<(), ConsumeError>> {
         self.acker.in_progress.release(self.id);
         let reply = self.reply.take().expect("settled once");
-        let client = self.acker.client.clone();
+        let acker = self.acker.clone();
         Box::pin(async move {
-            client
+            acker
+                .client
                 .publish(reply, kind.into())
                 .await
                 .map_err(|e| ConsumeError::Unavailable(format!("ack: {e}")))
@@ -221,10 +222,10 @@ impl NatsBackend {
         let pending = Arc::new(AtomicU64::new(0));
         let lag = pending.clone();
         let topic: Arc<str> = Arc::from(spec.topic.as_str());
-        let acker = Acker {
+        let acker = Arc::new(Acker {
             client: self.client.clone(),
             in_progress: Arc::new(InProgress::default()),
-        };
+        });
         tokio::spawn(acker.in_progress.clone().keep(self.client.clone()));
         tokio::spawn(pump(consumer, topic, tx, stopped, pending, acker));
         let mut out = Consumer::new(rx, stop);
@@ -301,7 +302,7 @@ async fn pump(
     tx: mpsc::Sender<Result<Delivery, ConsumeError>>,
     mut stopped: oneshot::Receiver<()>,
     pending: Arc<AtomicU64>,
-    acker: Acker,
+    acker: Arc<Acker>,
 ) {
     loop {
         let mut messages = match consumer.messages().await {

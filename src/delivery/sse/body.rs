@@ -25,7 +25,7 @@ const MIN_PERIOD: Duration = Duration::from_millis(10);
 /// CloudEvent JSON as `data:` lines (JSON data may span lines; SSE joins them with `\n`).
 pub fn render(event: &Event, id: Option<&str>, typed: bool) -> Bytes {
     let json = event::to_json(event);
-    let json = json.get();
+    let json = json.as_str();
     let mut out = String::with_capacity(json.len() + 128);
     if let Some(id) = id {
         out.push_str("id: ");

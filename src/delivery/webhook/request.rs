@@ -103,24 +103,23 @@ pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/cloudevents+json"),
             );
-            (
-                Bytes::from(event::to_json(first).get().to_string()),
-                first.id.clone(),
-            )
+            (Bytes::from(event::to_json(first)), first.id.clone())
         }
         ContentMode::Batch => {
             headers.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/cloudevents-batch+json"),
             );
-            let mut body = String::from("[");
+            let data: usize = events.iter().map(|e| e.data.len()).sum();
+            let mut body = Vec::with_capacity(data + events.len() * event::JSON_ROOM);
+            body.push(b'[');
             for (i, e) in events.iter().enumerate() {
                 if i > 0 {
-                    body.push(',');
+                    body.push(b',');
                 }
-                body.push_str(event::to_json(e).get());
+                event::write_json(e, &mut body);
             }
-            body.push(']');
+            body.push(b']');
             (Bytes::from(body), format!("batch_{}", first.id))
         }
     };
