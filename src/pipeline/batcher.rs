@@ -112,7 +112,7 @@ pub(super) async fn run(
                 drop(share);
             }
             drop(slot);
-            meters.held(bound.events_held(), bound.bytes_held());
+            meters.held(&bound);
         }.instrument(span));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram};
 
+use super::bound::Bound;
 use crate::backend::{PublishError, PublishResult};
 use crate::telemetry;
 
@@ -121,15 +122,15 @@ impl BrokerMeters {
         self.broker
     }
 
-    /// Events and bytes held by the pipeline now.
-    pub fn held(&self, events: usize, bytes: usize) {
+    /// Events and bytes `bound` holds now.
+    pub(super) fn held(&self, bound: &Bound) {
         let broker = self.broker;
         self.depth
             .get_or_init(|| metrics::gauge!(telemetry::PIPELINE_DEPTH, "broker" => broker))
-            .set(events as f64);
+            .set(bound.events_held() as f64);
         self.bytes
             .get_or_init(|| metrics::gauge!(telemetry::PIPELINE_BYTES, "broker" => broker))
-            .set(bytes as f64);
+            .set(bound.bytes_held() as f64);
     }
 
     /// A publish refused because the pipeline was full.

@@ -118,7 +118,7 @@ impl Pipeline {
                 limit,
             }
         })?;
-        self.record_depth();
+        self.meters.held(&self.bound);
         let (reply, receiver) = if wait {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -144,11 +144,6 @@ impl Pipeline {
     /// Events held now (queued or awaiting acknowledgement).
     pub fn in_flight(&self) -> usize {
         self.bound.events_held()
-    }
-
-    fn record_depth(&self) {
-        self.meters
-            .held(self.bound.events_held(), self.bound.bytes_held());
     }
 
     /// Waits until every event taken so far has its broker result; intake stays open.
