@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::brokers::PrivateNats;
-use common::{assert_problem, unique_topic, TestServer};
+use common::{assert_problem, metric_value, unique_topic, TestServer};
 use sidebus::pipeline::HELD_PER_EVENT;
 
 /// A private NATS server (so it can be frozen) behind a sidebus broker named `broker`, with
@@ -122,12 +122,7 @@ async fn a_pipeline_full_of_bytes_refuses_by_weight_and_loses_nothing() {
     );
 
     let metrics = server.metrics().await;
-    let held: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sidebus_pipeline_bytes{broker=\"heavy\"} "))
-        .unwrap_or_else(|| panic!("no byte gauge: {metrics}"))
-        .parse()
-        .unwrap();
+    let held = metric_value(&metrics, r#"sidebus_pipeline_bytes{broker="heavy"}"#);
     // Payloads plus sidebus's per-event allowance, plus the attributes' text.
     let payloads = 2 * (2500 + HELD_PER_EVENT) + 5 + HELD_PER_EVENT;
     assert!(

@@ -5,18 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::{Receiver, Reply};
-use common::TestServer;
+use common::{metric_value, TestServer};
 use serde_json::json;
-
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("{series} missing from:\n{metrics}"))
-}
 
 #[tokio::test]
 async fn figures_match_the_traffic() {
@@ -88,7 +78,7 @@ async fn figures_match_the_traffic() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = server.metrics().await;
-    let m = |series: &str| value(&metrics, series);
+    let m = |series: &str| metric_value(&metrics, series);
     assert_eq!(
         m(r#"sidebus_publish_requests_total{broker="metered",mode="single",status="200"}"#),
         3.0

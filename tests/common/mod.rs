@@ -204,3 +204,15 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
     assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
     body
 }
+
+/// The value of one `series` (name and labels, as written) in Prometheus text; panics, showing
+/// the text, when it is missing.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{series} missing from:\n{metrics}"))
+}
