@@ -12,7 +12,7 @@ pub const JSON_ROOM: usize = 256;
 
 /// The event as one CloudEvents JSON object (see [`write_json`]).
 pub fn to_json(event: &Event) -> String {
-    let mut out = Vec::with_capacity(event.data.len() + JSON_ROOM);
+    let mut out = Vec::new();
     write_json(event, &mut out);
     String::from_utf8(out).expect("JSON text is UTF-8")
 }
