@@ -315,9 +315,34 @@ impl PrivateNats {
         }
     }
 
-    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered. Returns
+    /// once every thread of the server has stopped: `kill` returns when the signal is queued,
+    /// and on a busy machine the server's other threads went on answering publishes for some
+    /// milliseconds after it.
     pub fn freeze(&self) {
         self.signal("-STOP");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not stop within 20 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether every thread of the server is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+    fn stopped(&self) -> bool {
+        let pid = self.child.as_ref().expect("server running").id();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's /proc");
+        tasks
+            .map(|task| task.unwrap().path().join("stat"))
+            .all(|stat| {
+                // The state follows the command name, which is in parentheses and may hold spaces.
+                let stat = std::fs::read_to_string(stat).unwrap_or_default();
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
     }
 
     /// Lets a frozen server go on (SIGCONT).
