@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::process::{free_port, Sidebus};
 
@@ -52,7 +53,7 @@ async fn runs_with_no_config_and_drains_on_sigterm() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["offset"], 0);
     assert_eq!(body["broker"], "default");
-    let exit = sidebus.terminate().await;
+    let exit = sidebus.terminate(Duration::from_secs(60)).await;
     assert!(exit.success(), "exit status {exit:?}");
 }
 

@@ -75,7 +75,7 @@ start = "earliest"
     let got = receiver
         .wait_until(Duration::from_secs(30), |r| !r.is_empty())
         .await;
-    let status = sidebus.terminate().await;
+    let status = sidebus.terminate(Duration::from_secs(60)).await;
     assert!(status.success(), "{status:?}");
     got[0].header("traceparent").expect("a traceparent")
 }

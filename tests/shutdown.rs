@@ -1,5 +1,5 @@
 //! SIGTERM under load: every event answered 200 or 202 is on the broker afterwards, and the
-//! process exits 0.
+//! process exits 0. SIGTERM with a broker down: the process still exits within the grace.
 
 mod common;
 
@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::brokers::{nats_client, nats_url};
+use common::brokers::{nats_client, nats_url, Kafka};
 use common::process::{free_port, Sidebus};
+use common::receiver::Receiver;
 use common::unique_topic;
 
 #[tokio::test]
@@ -74,7 +75,7 @@ async fn sigterm_under_load_loses_no_answered_event() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let terminated = tokio::spawn(sidebus.terminate());
+    let terminated = tokio::spawn(sidebus.terminate(Duration::from_secs(60)));
     for c in clients {
         c.await.unwrap();
     }
@@ -103,4 +104,48 @@ async fn sigterm_under_load_loses_no_answered_event() {
         missing.is_empty(),
         "answered but not on the broker: {missing:?}"
     );
+}
+
+/// The subscription's Kafka consumer cannot commit or leave its group while the broker is down;
+/// sidebus still exits, with status 0, well within `shutdown_grace` and the test's 20 s.
+#[tokio::test]
+async fn sigterm_exits_within_the_grace_while_kafka_is_down() {
+    let kafka = Kafka::start_mock();
+    let topic = unique_topic("shutdown.kafka");
+    kafka.create_topic(&topic, 1).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+shutdown_grace = "3s"
+[brokers.events]
+kind = "kafka"
+bootstrap_servers = "{}"
+options = {{ "session.timeout.ms" = "6000" }}
+[[subscriptions]]
+name = "orders"
+broker = "events"
+topic = "{topic}"
+endpoint = "{}"
+start = "earliest"
+"#,
+        kafka.bootstrap, receiver.url
+    );
+    let http = reqwest::Client::new();
+    let sidebus = Sidebus::start(&toml, dir.path(), &http).await;
+    let published = http
+        .post(format!("{}/v1/publish/events/{topic}", sidebus.base))
+        .body("before the outage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 200);
+    // Delivered: the subscription's consumer has joined its group.
+    receiver
+        .wait_until(Duration::from_secs(60), |r| !r.is_empty())
+        .await;
+
+    kafka.mock().unwrap().broker_down(1).unwrap();
+    let exit = sidebus.terminate(Duration::from_secs(20)).await;
+    assert!(exit.success(), "exit status {exit:?}");
 }

@@ -89,16 +89,25 @@ impl Sidebus {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+    /// Sends SIGTERM and waits for the exit status; panics (and kills the process) when it is
+    /// still running after `limit`.
+    pub async fn terminate(mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
         let pid = child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success(), "kill -TERM {pid}");
-        tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap()
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sidebus still running {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
