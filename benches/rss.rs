@@ -33,6 +33,8 @@ use clap::Parser;
 
 #[path = "common/amqp.rs"]
 mod amqp;
+#[path = "common/memory.rs"]
+mod memory;
 
 /// How long after the publish the idle resident set is read.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -83,18 +85,9 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A `kB` field of the child's `/proc/<pid>/status`; panics when it is missing.
 fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
+    memory::status_kib(&pid.to_string(), field)
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 

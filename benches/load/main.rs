@@ -43,6 +43,8 @@ mod brokers;
 #[path = "../common/cpu.rs"]
 mod cpu;
 mod drive;
+#[path = "../common/memory.rs"]
+mod memory;
 mod native;
 mod ops;
 mod phase;

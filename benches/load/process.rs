@@ -63,15 +63,7 @@ pub(crate) fn reset_peak_rss() -> bool {
 
 /// VmHWM of this process in KiB.
 pub(crate) fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    crate::memory::status_kib("self", "VmHWM:")
 }
 
 /// PIDs of the external broker's server processes, whose CPU time each phase reports.
