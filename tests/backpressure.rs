@@ -109,15 +109,9 @@ async fn a_pipeline_full_of_bytes_refuses_by_weight_and_loses_nothing() {
         assert_eq!(r.status(), 202, "2.5 KB event {i} fits in 8 KiB");
     }
     let refused = server.post(&path, &async_, "y".repeat(2500)).await;
-    if refused.status() != 429 {
-        panic!(
-            "the third 2.5 KB event was taken: {} {:?}",
-            refused.status(),
-            refused.text().await
-        );
-    }
-    assert_eq!(refused.headers()["retry-after"], "1");
+    let retry_after = refused.headers().get("retry-after").cloned();
     let problem = assert_problem(refused, 429).await;
+    assert_eq!(retry_after.unwrap(), "1");
     assert_eq!(problem["type"], "urn:sidebus:problem:pipeline-full");
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("limits.pipeline_bytes"), "{detail}");
