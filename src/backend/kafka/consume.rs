@@ -6,33 +6,36 @@
 //! acknowledged — the per-partition [`Watermark`]. A nack rewinds: the partition is sought back
 //! to the nacked offset, so it and everything after it are delivered again (at-least-once; later
 //! events that were already in flight may arrive twice). What is handed out is bounded by
-//! `max_in_flight`; when that many are unsettled the assigned partitions are paused (the
-//! consumer keeps polling so it stays in the group), so a slow subscriber leaves its backlog on
-//! the broker instead of in memory.
+//! `max_in_flight`; when that many are unsettled, or the consumer is held (a paused
+//! subscription), the assigned partitions are paused (the consumer keeps polling so it stays in
+//! the group), so a slow subscriber leaves its backlog on the broker instead of in memory, and a
+//! resumed subscription goes on at once instead of waiting for a rebalance.
+//!
+//! Every offset received is checked against the one expected next: when librdkafka goes on past
+//! offsets it never handed out, the partition is fetched again from the first of them, and only
+//! what that fetch skips again counts as absent (compaction, transaction markers, retention).
+//! The watermark never commits past an offset that was neither handed out nor shown absent.
 //!
 //! Should a seek fail (librdkafka reports seek errors only in its log), the nacked offset still
 //! holds the committed position back, so it is delivered again after the next rebalance or
 //! restart; nothing past it is committed meanwhile.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::watermark::Watermark;
+use super::fetch::Verdict;
+use super::group::{Context, Group, GroupState};
 use crate::backend::consume::{
     ConsumeError, Consumer, Delivery, GroupSpec, Settle, Spot, StartFrom,
 };
@@ -72,149 +75,6 @@ pub(super) fn to_event(message: &BorrowedMessage<'_>) -> Event {
     }
     let data = Bytes::copy_from_slice(message.payload().unwrap_or_default());
     event::from_broker(attrs, content_type, data)
-}
-
-/// The state of one assigned partition.
-#[derive(Debug)]
-struct Part {
-    /// Identifies this assignment of the partition: settles of an earlier one are ignored.
-    assignment: u64,
-    /// Identifies the current fetch sequence: received events of an earlier one (before a
-    /// rewind) are dropped.
-    epoch: u64,
-    watermark: Watermark,
-    /// Seek requested by a nack, not done yet.
-    rewind: Option<i64>,
-    /// A seek was done; the next event received tells where fetching went on.
-    resuming: bool,
-}
-
-#[derive(Debug, Default)]
-struct GroupState {
-    partitions: HashMap<i32, Part>,
-    /// Source of assignment and epoch ids.
-    counter: u64,
-    /// A rebalance happened since the pump last looked (it re-applies a pause).
-    assignment_changed: bool,
-}
-
-impl GroupState {
-    fn fresh(&mut self) -> Part {
-        self.counter += 1;
-        Part {
-            assignment: self.counter,
-            epoch: self.counter,
-            watermark: Watermark::default(),
-            rewind: None,
-            resuming: false,
-        }
-    }
-}
-
-/// What the group consumer's pump, its settles and its context share.
-pub(super) struct Group {
-    topic: String,
-    state: Mutex<GroupState>,
-    /// Wakes the pump: a rewind was requested or the assignment changed.
-    wake: Notify,
-}
-
-impl Group {
-    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// librdkafka callbacks: rebalances update the group's partition state, statistics the lag.
-pub(super) struct Context {
-    pub(super) topic: String,
-    pub(super) group: Option<Arc<Group>>,
-    /// Events on the broker not received yet; -1 while unknown.
-    pub(super) lag: Arc<AtomicI64>,
-}
-
-impl ClientContext for Context {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        use RDKafkaLogLevel::*;
-        match level {
-            Emerg | Alert | Critical | Error => {
-                tracing::error!(target: "librdkafka", topic = %self.topic, fac, "{message}")
-            }
-            Warning => tracing::warn!(target: "librdkafka", topic = %self.topic, fac, "{message}"),
-            Notice | Info => {
-                tracing::info!(target: "librdkafka", topic = %self.topic, fac, "{message}")
-            }
-            Debug => tracing::debug!(target: "librdkafka", topic = %self.topic, fac, "{message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(topic = %self.topic, %error, reason, "kafka consumer error");
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
-        let mut lag = 0i64;
-        for (id, p) in &topic.partitions {
-            if *id < 0 || !p.desired {
-                continue;
-            }
-            let end = if p.ls_offset >= 0 {
-                p.ls_offset
-            } else {
-                p.hi_offset
-            };
-            let position = if p.app_offset >= 0 {
-                p.app_offset
-            } else {
-                p.committed_offset
-            };
-            if end >= 0 && position >= 0 {
-                lag += (end - position).max(0);
-            }
-        }
-        self.lag.store(lag, Ordering::Relaxed);
-    }
-}
-
-impl ConsumerContext for Context {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Some(group) = &self.group else { return };
-        let mut state = group.lock();
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                for element in tpl.elements_for_topic(&self.topic) {
-                    let part = state.fresh();
-                    state.partitions.insert(element.partition(), part);
-                }
-            }
-            Rebalance::Revoke(tpl) => {
-                for element in tpl.elements_for_topic(&self.topic) {
-                    state.partitions.remove(&element.partition());
-                }
-            }
-            Rebalance::Error(error) => {
-                tracing::warn!(topic = %self.topic, %error, "kafka rebalance failed");
-                state.partitions.clear();
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
-        if let Some(group) = &self.group {
-            group.lock().assignment_changed = true;
-            group.wake.notify_one();
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(topic = %self.topic, %error, "kafka offset commit failed"),
-        }
-    }
 }
 
 pub(super) type KafkaConsumer = StreamConsumer<Context>;
@@ -328,9 +188,11 @@ pub(super) async fn subscribe(
     }
     let (tx, rx) = mpsc::channel(max_in_flight);
     let (stop, stopped) = oneshot::channel();
-    tokio::spawn(run_group(consumer, group, max_in_flight, tx, stopped));
+    let (hold, held) = watch::channel(false);
+    tokio::spawn(run_group(consumer, group, max_in_flight, tx, stopped, held));
     let mut out = Consumer::new(rx, stop);
     out.lag = lag_fn(lag);
+    out.hold = Some(hold);
     Ok(out)
 }
 
@@ -428,16 +290,19 @@ impl Drop for KafkaSettle {
     }
 }
 
-/// Performs the seeks nacks asked for; returns whether the assignment changed since last time.
+/// Performs the seeks that nacks and skipped offsets asked for; returns whether the assignment
+/// changed since last time.
 fn apply_requests(consumer: &KafkaConsumer, group: &Group) -> bool {
     let mut state = group.lock();
-    let mut rewinds: Vec<(i32, i64)> = Vec::new();
+    let mut seeks: Vec<(i32, i64, bool)> = Vec::new();
     for (partition, part) in state.partitions.iter_mut() {
-        if let Some(offset) = part.rewind.take() {
-            rewinds.push((*partition, offset));
+        let rewind = part.rewind.take();
+        let recheck = part.recheck.take();
+        if let Some(offset) = rewind.into_iter().chain(recheck).min() {
+            seeks.push((*partition, offset, rewind.is_some()));
         }
     }
-    for (partition, offset) in rewinds {
+    for (partition, offset, rewound) in seeks {
         // A zero timeout makes the seek asynchronous; librdkafka drops what it fetched before.
         let sought = consumer.seek(
             &group.topic,
@@ -451,15 +316,23 @@ fn apply_requests(consumer: &KafkaConsumer, group: &Group) -> bool {
         state.counter += 1;
         let epoch = state.counter;
         if let Some(part) = state.partitions.get_mut(&partition) {
-            part.epoch = epoch;
-            part.resuming = true;
+            if rewound {
+                part.epoch = epoch;
+                let floor = part.watermark.position().unwrap_or(offset);
+                part.continuity.expect(offset, floor);
+            }
         }
     }
     std::mem::take(&mut state.assignment_changed)
 }
 
-/// Records a received message, stamped with its partition's current assignment and epoch.
-fn receive(consumer: &KafkaConsumer, group: &Group, message: &BorrowedMessage<'_>) -> Received {
+/// Records a received message, stamped with its partition's current assignment and epoch;
+/// `None` when librdkafka went on past offsets it never gave us, which are fetched again first.
+fn receive(
+    consumer: &KafkaConsumer,
+    group: &Group,
+    message: &BorrowedMessage<'_>,
+) -> Option<Received> {
     let partition = message.partition();
     let offset = message.offset();
     let mut state = group.lock();
@@ -471,19 +344,32 @@ fn receive(consumer: &KafkaConsumer, group: &Group, message: &BorrowedMessage<'_
         .partitions
         .get_mut(&partition)
         .expect("inserted above");
-    if part.resuming {
-        part.resuming = false;
-        if let Some(position) = part.watermark.resumed_at(offset) {
-            let _ = store(consumer, &group.topic, partition, position);
+    part.progressed = std::time::Instant::now();
+    match part.continuity.received(offset) {
+        Verdict::Drop => return None,
+        Verdict::Seek(from) => {
+            tracing::debug!(topic = %group.topic, partition, from, received = offset, "kafka fetch skipped offsets; fetching again");
+            part.recheck = Some(part.recheck.map_or(from, |r| r.min(from)));
+            drop(state);
+            group.wake.notify_one();
+            return None;
+        }
+        Verdict::Take { absent } => {
+            if let Some((from, to)) = absent {
+                tracing::debug!(topic = %group.topic, partition, from, to, "kafka offsets absent");
+                if let Some(position) = part.watermark.absent(from, to) {
+                    let _ = store(consumer, &group.topic, partition, position);
+                }
+            }
         }
     }
-    Received {
+    Some(Received {
         partition,
         offset,
         assignment: part.assignment,
         epoch: part.epoch,
         event: to_event(message),
-    }
+    })
 }
 
 /// Moves `received` into the watermark; `None` when it is stale (revoked or rewound since).
@@ -493,7 +379,15 @@ fn hand_out(group: &Group, received: &Received) -> Option<bool> {
         .partitions
         .get_mut(&received.partition)
         .filter(|p| p.assignment == received.assignment && p.epoch == received.epoch)?;
-    Some(part.watermark.hand_out(received.offset))
+    let again = part.watermark.hand_out(received.offset);
+    if let Some(hole) = part.watermark.first_hole() {
+        // Not reached while `receive` sees every skip; the hole holds the commit regardless.
+        tracing::warn!(topic = %group.topic, partition = received.partition, hole, "kafka offsets never handed out; fetching them again");
+        part.rewind = Some(part.rewind.map_or(hole, |r| r.min(hole)));
+        drop(state);
+        group.wake.notify_one();
+    }
+    Some(again)
 }
 
 fn pause(consumer: &KafkaConsumer, paused: bool) {
@@ -515,6 +409,7 @@ async fn run_group(
     max_in_flight: usize,
     tx: mpsc::Sender<Result<Delivery, ConsumeError>>,
     mut stopped: oneshot::Receiver<()>,
+    mut held: watch::Receiver<bool>,
 ) {
     let topic: Arc<str> = Arc::from(group.topic.as_str());
     let permits = Arc::new(Semaphore::new(max_in_flight));
@@ -533,7 +428,8 @@ async fn run_group(
                     .is_some_and(|p| p.assignment == r.assignment && p.epoch == r.epoch)
             });
         }
-        while !ready.is_empty() {
+        let holding = *held.borrow_and_update();
+        while !ready.is_empty() && !holding {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
@@ -564,19 +460,21 @@ async fn run_group(
                 sent = tx.send(Ok(delivery)) => if sent.is_err() { break 'pump },
             }
         }
-        // At capacity: stop fetching (librdkafka drops what it pre-fetched and fetches it
-        // again on resume) but keep polling, for rebalances and the group's liveness check.
-        let want_paused = !ready.is_empty();
+        // At capacity or held: stop fetching (librdkafka drops what it pre-fetched and fetches
+        // it again on resume) but keep polling, for rebalances and the group's liveness check.
+        let want_paused = holding || !ready.is_empty();
         if want_paused != paused || (paused && assignment_changed) {
             pause(&consumer, want_paused);
             paused = want_paused;
+            group.lock().paused = paused;
         }
         tokio::select! {
             _ = &mut stopped => break,
             _ = group.wake.notified() => {}
-            _ = permits.acquire(), if !ready.is_empty() => {}
+            Ok(()) = held.changed() => {}
+            _ = permits.acquire(), if !ready.is_empty() && !holding => {}
             message = consumer.recv() => match message {
-                Ok(message) => ready.push_back(receive(&consumer, &group, &message)),
+                Ok(message) => ready.extend(receive(&consumer, &group, &message)),
                 Err(error) => {
                     tracing::warn!(topic = %topic, %error, "kafka consume error");
                     let _ = tx.try_send(Err(unavailable("kafka", error)));

@@ -4,6 +4,8 @@
 //! positional reads in `read`.
 
 mod consume;
+mod fetch;
+mod group;
 mod read;
 mod watermark;
 

@@ -16,9 +16,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
 use super::consume::{
-    close, consumer_config, lag_fn, partition_count, to_event, unavailable, Context, KafkaConsumer,
+    close, consumer_config, lag_fn, partition_count, to_event, unavailable, KafkaConsumer,
     METADATA_TIMEOUT,
 };
+use super::group::Context;
 use crate::backend::consume::{ConsumeError, Consumer, Delivery, NoSettle, ReadFrom, Spot};
 
 /// Capacity of a positional reader's channel.

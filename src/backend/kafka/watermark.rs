@@ -1,10 +1,16 @@
 //! The per-partition at-least-once bookkeeping of a group consumer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// At-least-once bookkeeping of one partition within one assignment: which handed-out offsets
 /// are not acknowledged yet, and so the position that is safe to commit (the lowest
 /// unacknowledged offset, or one past the highest handed out when all are acknowledged).
+///
+/// The position never passes an offset that was never handed out unless the broker showed it
+/// does not exist ([`Watermark::absent`]): a jump in the offsets handed out leaves a hole that
+/// holds the position until the hole's offsets are handed out or shown absent. Gaps are real
+/// (compaction, transaction markers, retention), but so is a client that skipped offsets the
+/// broker has; only a re-fetch tells the two apart.
 ///
 /// A pure state machine; the consumer calls it under a lock and stores the positions it
 /// returns. A nacked offset stays unacknowledged until it is handed out and acknowledged again.
@@ -14,6 +20,11 @@ pub struct Watermark {
     outstanding: BTreeSet<i64>,
     /// Nacked and not handed out again yet (a subset of `outstanding`).
     nacked: BTreeSet<i64>,
+    /// Ranges `start -> end` (exclusive) below `next` never handed out nor shown absent.
+    holes: BTreeMap<i64, i64>,
+    /// Ranges at or beyond `next` the broker showed to hold no offsets, so handing out the
+    /// offset after one opens no hole.
+    absent: BTreeMap<i64, i64>,
     /// One past the highest offset handed out.
     next: Option<i64>,
     /// The last position returned for storing (at first, the first offset handed out).
@@ -22,9 +33,24 @@ pub struct Watermark {
 
 impl Watermark {
     /// Records that `offset` is handed out; returns whether an offset at or beyond it was
-    /// handed out before in this assignment (this is a redelivery).
+    /// handed out before in this assignment (this is a redelivery). An offset past the end
+    /// opens a hole over what lies between, unless that was shown absent.
     pub fn hand_out(&mut self, offset: i64) -> bool {
-        let again = self.next.is_some_and(|next| offset < next);
+        let filled = take_range(&mut self.holes, offset, offset + 1);
+        let again = !filled && self.next.is_some_and(|next| offset < next);
+        if let Some(next) = self.next.filter(|next| offset > *next) {
+            let mut from = next;
+            for (start, end) in overlapping(&self.absent, next, offset) {
+                if start > from {
+                    self.holes.insert(from, start);
+                }
+                from = from.max(end);
+            }
+            if from < offset {
+                self.holes.insert(from, offset);
+            }
+        }
+        take_range(&mut self.absent, i64::MIN, offset + 1);
         // Before anything is acknowledged the position is where consuming started.
         self.stored.get_or_insert(offset);
         self.outstanding.insert(offset);
@@ -51,16 +77,30 @@ impl Watermark {
         self.nacked.first().copied()
     }
 
-    /// After a rewind, fetching went on at `offset`: nacked offsets below it no longer exist on
-    /// the broker (retention, compaction) and will never come back. Returns the new position to
-    /// commit when it moved forward.
-    pub fn resumed_at(&mut self, offset: i64) -> Option<i64> {
-        let gone: Vec<i64> = self.nacked.range(..offset).copied().collect();
+    /// The broker showed that `from..to` holds no offsets: fetching from `from` went on at
+    /// `to` (retention, compaction or a transaction marker took them). Nacked offsets and holes
+    /// there will never come back. Returns the new position to commit when it moved forward.
+    pub fn absent(&mut self, from: i64, to: i64) -> Option<i64> {
+        if from >= to {
+            return None;
+        }
+        let gone: Vec<i64> = self.nacked.range(from..to).copied().collect();
         for o in gone {
             self.nacked.remove(&o);
             self.outstanding.remove(&o);
         }
+        take_range(&mut self.holes, from, to);
+        let ahead = self.next.map_or(from, |next| from.max(next));
+        if ahead < to {
+            take_range(&mut self.absent, ahead, to);
+            self.absent.insert(ahead, to);
+        }
         self.advance()
+    }
+
+    /// The first offset below the end that was never handed out nor shown absent.
+    pub fn first_hole(&self) -> Option<i64> {
+        self.holes.keys().next().copied()
     }
 
     /// Offsets handed out and not acknowledged.
@@ -71,7 +111,14 @@ impl Watermark {
 
     /// The position that is safe to commit now, if anything was handed out.
     pub fn position(&self) -> Option<i64> {
-        self.outstanding.first().copied().or(self.next)
+        [
+            self.outstanding.first().copied(),
+            self.first_hole(),
+            self.next,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn advance(&mut self) -> Option<i64> {
@@ -82,6 +129,31 @@ impl Watermark {
         self.stored = Some(position);
         Some(position)
     }
+}
+
+/// The ranges of `ranges` that overlap `from..to`, in order.
+fn overlapping(ranges: &BTreeMap<i64, i64>, from: i64, to: i64) -> Vec<(i64, i64)> {
+    ranges
+        .iter()
+        .filter(|(start, end)| **start < to && **end > from)
+        .map(|(start, end)| (*start, *end))
+        .collect()
+}
+
+/// Removes `from..to` from `ranges`, splitting the ranges it cuts; returns whether any of it
+/// was there.
+fn take_range(ranges: &mut BTreeMap<i64, i64>, from: i64, to: i64) -> bool {
+    let cut = overlapping(ranges, from, to);
+    for (start, end) in &cut {
+        ranges.remove(start);
+        if *start < from {
+            ranges.insert(*start, from);
+        }
+        if *end > to {
+            ranges.insert(to, *end);
+        }
+    }
+    !cut.is_empty()
 }
 
 #[cfg(test)]
@@ -148,7 +220,7 @@ mod tests {
         assert_eq!(w.nack(1), Some(1));
         // Rewound to 1, nothing fetched again yet, and 2 is nacked too.
         assert_eq!(w.nack(2), Some(1));
-        assert_eq!(w.resumed_at(1), None);
+        assert_eq!(w.absent(1, 1), None);
         assert_eq!(w.position(), Some(0));
     }
 
@@ -160,8 +232,8 @@ mod tests {
         assert_eq!(w.nack(3), Some(3));
         assert_eq!(w.nack(4), Some(3));
         assert_eq!(w.position(), Some(3));
-        // After the rewind fetching went on at 9: 3 and 4 were deleted meanwhile.
-        assert_eq!(w.resumed_at(9), Some(5));
+        // After the rewind fetching went on at 9: 3 to 8 were deleted meanwhile.
+        assert_eq!(w.absent(3, 9), Some(5));
         assert!(!w.hand_out(9));
         assert_eq!(w.position(), Some(9));
     }
@@ -172,14 +244,68 @@ mod tests {
         w.hand_out(1);
         w.hand_out(2);
         assert_eq!(w.nack(2), Some(2));
-        assert_eq!(w.resumed_at(2), None);
+        assert_eq!(w.absent(2, 2), None);
         assert_eq!(w.position(), Some(1), "1 is in flight, not nacked");
+    }
+
+    #[test]
+    fn a_skipped_offset_holds_the_position_until_handed_out() {
+        let mut w = Watermark::default();
+        w.hand_out(32);
+        w.hand_out(34);
+        assert_eq!(w.first_hole(), Some(33));
+        assert_eq!(w.ack(32), Some(33));
+        assert_eq!(w.ack(34), None, "33 was never handed out");
+        assert!(!w.hand_out(33), "filling a hole is not a redelivery");
+        assert_eq!(w.first_hole(), None);
+        assert_eq!(w.ack(33), Some(35));
+    }
+
+    #[test]
+    fn a_hole_the_broker_shows_absent_releases_the_position() {
+        let mut w = Watermark::default();
+        w.hand_out(10);
+        w.hand_out(15);
+        assert_eq!(w.ack(10), Some(11));
+        assert_eq!(w.ack(15), None);
+        assert_eq!(w.absent(11, 15), Some(16));
+    }
+
+    #[test]
+    fn offsets_shown_absent_ahead_open_no_hole() {
+        let mut w = Watermark::default();
+        w.hand_out(10);
+        assert_eq!(w.absent(11, 20), None, "10 is still out");
+        assert!(!w.hand_out(20));
+        assert_eq!(w.first_hole(), None);
+        assert_eq!(w.ack(10), Some(20));
+        assert_eq!(w.ack(20), Some(21));
+    }
+
+    #[test]
+    fn a_hole_partly_shown_absent_keeps_the_rest() {
+        let mut w = Watermark::default();
+        w.hand_out(0);
+        assert_eq!(w.absent(1, 3), None);
+        w.hand_out(6);
+        assert_eq!(
+            w.first_hole(),
+            Some(3),
+            "3..6 were neither handed out nor absent"
+        );
+        assert_eq!(w.ack(0), Some(3));
+        w.hand_out(4);
+        assert_eq!(w.absent(3, 4), Some(4), "4 is out");
+        assert_eq!(w.ack(4), Some(5), "5 is a hole");
+        assert_eq!(w.absent(5, 6), Some(6), "6 is still out");
+        assert_eq!(w.ack(6), Some(7));
     }
 
     /// One step of a consumer and its broker.
     #[derive(Debug, Clone)]
     enum Op {
-        /// The next fetched offset is handed out.
+        /// The next fetched offset is handed out; when retention deleted it, the consumer's
+        /// re-fetch shows the broker no longer has what lies before the log start.
         HandOut,
         /// An unacknowledged offset is acknowledged.
         Ack(Index),
@@ -191,6 +317,10 @@ mod tests {
         Duplicate(Index, bool),
         /// Retention deletes more offsets from the start of the log.
         Retain(i64),
+        /// The client skips offsets the broker has, past everything handed out.
+        Skip(i64),
+        /// The consumer fetches again from the first skipped offset.
+        Refetch,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -200,6 +330,8 @@ mod tests {
             1 => any::<Index>().prop_map(Op::Nack),
             1 => (any::<Index>(), any::<bool>()).prop_map(|(i, nack)| Op::Duplicate(i, nack)),
             1 => (1..4i64).prop_map(Op::Retain),
+            1 => (1..4i64).prop_map(Op::Skip),
+            1 => Just(Op::Refetch),
         ]
     }
 
@@ -217,6 +349,8 @@ mod tests {
         acked: BTreeSet<i64>,
         /// Nacked and not handed out since.
         nacked: BTreeSet<i64>,
+        /// On the broker, below `end`, and never handed out: what the client skipped.
+        skipped: BTreeSet<i64>,
         /// The last position the watermark returned for storing.
         stored: Option<i64>,
     }
@@ -230,6 +364,7 @@ mod tests {
                 unacked: BTreeSet::new(),
                 acked: BTreeSet::new(),
                 nacked: BTreeSet::new(),
+                skipped: BTreeSet::new(),
                 stored: None,
             }
         }
@@ -247,17 +382,37 @@ mod tests {
             Ok(())
         }
 
+        /// Fetching from `from` went on at `to`: the broker has nothing in between.
+        fn absent(&mut self, w: &mut Watermark, from: i64, to: i64) -> Result<(), TestCaseError> {
+            let gone: Vec<i64> = self.nacked.range(from..to).copied().collect();
+            for offset in gone {
+                self.nacked.remove(&offset);
+                self.unacked.remove(&offset);
+            }
+            self.skipped.retain(|o| !(from..to).contains(o));
+            self.store(w.absent(from, to))
+        }
+
+        fn hand_out(&mut self, w: &mut Watermark, offset: i64) -> Result<(), TestCaseError> {
+            let again = w.hand_out(offset);
+            let filled = self.skipped.remove(&offset);
+            prop_assert_eq!(again, !filled && self.end.is_some_and(|end| offset < end));
+            self.stored.get_or_insert(offset);
+            self.unacked.insert(offset);
+            self.nacked.remove(&offset);
+            self.end = Some(self.end.map_or(offset + 1, |end| end.max(offset + 1)));
+            self.fetch = offset + 1;
+            Ok(())
+        }
+
         fn step(&mut self, w: &mut Watermark, op: Op) -> Result<(), TestCaseError> {
             match op {
                 Op::HandOut => {
-                    let offset = self.fetch.max(self.log_start);
-                    let again = w.hand_out(offset);
-                    prop_assert_eq!(again, self.end.is_some_and(|end| offset < end));
-                    self.stored.get_or_insert(offset);
-                    self.unacked.insert(offset);
-                    self.nacked.remove(&offset);
-                    self.end = Some(self.end.map_or(offset + 1, |end| end.max(offset + 1)));
-                    self.fetch = offset + 1;
+                    if self.fetch < self.log_start {
+                        self.absent(w, self.fetch, self.log_start)?;
+                        self.fetch = self.log_start;
+                    }
+                    self.hand_out(w, self.fetch)?;
                 }
                 Op::Ack(i) if !self.unacked.is_empty() => {
                     let offset = *i.get(&self.unacked.iter().copied().collect::<Vec<_>>());
@@ -271,13 +426,9 @@ mod tests {
                     self.nacked.insert(offset);
                     let target = w.nack(offset);
                     prop_assert_eq!(target, self.nacked.first().copied(), "rewind target");
-                    self.fetch = target.unwrap_or(offset).max(self.log_start);
-                    let gone: Vec<i64> = self.nacked.range(..self.fetch).copied().collect();
-                    for offset in gone {
-                        self.nacked.remove(&offset);
-                        self.unacked.remove(&offset);
-                    }
-                    self.store(w.resumed_at(self.fetch))?;
+                    let target = target.unwrap_or(offset);
+                    self.fetch = target.max(self.log_start);
+                    self.absent(w, target, self.fetch)?;
                 }
                 Op::Duplicate(i, nack) => {
                     let done: Vec<i64> = self.acked.difference(&self.unacked).copied().collect();
@@ -297,15 +448,31 @@ mod tests {
                     }
                 }
                 Op::Retain(n) => self.log_start += n,
+                Op::Skip(n) if self.end.is_some_and(|end| self.fetch >= end) => {
+                    self.skipped.extend(self.fetch..self.fetch + n);
+                    self.fetch += n;
+                }
+                Op::Refetch => {
+                    if let Some(first) = self.skipped.first() {
+                        self.fetch = *first;
+                    }
+                }
                 _ => {}
             }
             Ok(())
         }
 
-        /// The watermark's position is the lowest offset still out, else the end; what it
-        /// returned for storing never passes an offset handed out and never acknowledged.
+        /// The watermark's position is the lowest offset still out or skipped, else the end;
+        /// what it returned for storing never passes an offset handed out and never
+        /// acknowledged, nor one the broker has and the consumer never handed out.
         fn check(&self, w: &Watermark) -> Result<(), TestCaseError> {
-            prop_assert_eq!(w.position(), self.unacked.first().copied().or(self.end));
+            // A skip shows only once something past it is handed out.
+            let hole = self
+                .end
+                .and_then(|end| self.skipped.range(..end).next().copied());
+            let lowest = self.unacked.first().copied().into_iter().chain(hole).min();
+            prop_assert_eq!(w.position(), lowest.or(self.end));
+            prop_assert_eq!(w.first_hole(), hole);
             prop_assert_eq!(w.in_flight(), self.unacked.len());
             if let (Some(stored), Some(first)) =
                 (self.stored, self.unacked.difference(&self.acked).next())
@@ -313,6 +480,14 @@ mod tests {
                 prop_assert!(
                     stored <= *first,
                     "stored {} passes unacknowledged {}",
+                    stored,
+                    first
+                );
+            }
+            if let (Some(stored), Some(first)) = (self.stored, self.skipped.first()) {
+                prop_assert!(
+                    stored <= *first,
+                    "stored {} passes skipped {}",
                     stored,
                     first
                 );
@@ -325,8 +500,9 @@ mod tests {
     }
 
     proptest! {
-        /// Any schedule of hand-outs, acks, nacks with rewinds, duplicates and retention, then
-        /// everything acknowledged: the stored position reaches the end.
+        /// Any schedule of hand-outs, acks, nacks with rewinds, duplicates, retention and
+        /// skipped offsets, then the skipped ones fetched again and everything acknowledged:
+        /// the stored position reaches the end.
         #[test]
         fn stored_position_follows_the_model(
             start in 0..1000i64,
@@ -337,6 +513,13 @@ mod tests {
             for op in ops {
                 model.step(&mut w, op)?;
                 model.check(&w)?;
+            }
+            while let Some(first) = model.skipped.first().copied() {
+                if first < model.log_start {
+                    model.absent(&mut w, first, model.log_start)?;
+                } else {
+                    model.hand_out(&mut w, first)?;
+                }
             }
             for offset in std::mem::take(&mut model.unacked) {
                 model.acked.insert(offset);
