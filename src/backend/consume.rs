@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::event::Event;
 
@@ -114,6 +114,10 @@ pub struct Consumer {
     pub lag: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
     /// Stops the consumer's task when dropped.
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set by consumers that can stop handing out events while keeping their place in the
+    /// group, where leaving and joining again is slow (a Kafka rebalance waits for the group's
+    /// other members and the coordinator); `true` holds the consumer, `false` lets it go on.
+    pub hold: Option<watch::Sender<bool>>,
 }
 
 impl Consumer {
@@ -126,7 +130,17 @@ impl Consumer {
             deliveries,
             lag: Arc::new(|| None),
             stop: Some(stop),
+            hold: None,
         }
+    }
+
+    /// Holds the consumer (no more deliveries until released) or releases it; `false` when
+    /// this consumer cannot be held and is to be dropped and subscribed again instead.
+    pub fn set_held(&self, held: bool) -> bool {
+        self.hold.as_ref().is_some_and(|hold| {
+            hold.send_replace(held);
+            true
+        })
     }
 }
 

@@ -176,6 +176,8 @@ impl Registry {
             pipeline: broker.pipeline.clone(),
             status: status.clone(),
             control: control.clone(),
+            order: webhook::order::OrderGuard::default(),
+            returned: Default::default(),
         });
         let dispatcher = tokio::spawn(webhook::run(worker, broker.backend.clone()));
         {

@@ -1,7 +1,7 @@
 //! JetStream consumers: a durable pull consumer per group (explicit acks, `max_ack_pending` =
 //! max in flight), and an ordered consumer from a stream sequence for positional reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::Subject;
 use futures::future::BoxFuture;
-use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::NatsBackend;
@@ -227,8 +227,10 @@ impl NatsBackend {
             in_progress: Arc::new(InProgress::default()),
         });
         tokio::spawn(acker.in_progress.clone().keep(self.client.clone()));
-        tokio::spawn(pump(consumer, topic, tx, stopped, pending, acker));
+        let (hold, held) = watch::channel(false);
+        tokio::spawn(pump(consumer, topic, tx, stopped, held, pending, acker));
         let mut out = Consumer::new(rx, stop);
+        out.hold = Some(hold);
         out.lag = Arc::new(move || Some(lag.load(Ordering::Relaxed)));
         Ok(out)
     }
@@ -296,14 +298,48 @@ impl NatsBackend {
     }
 }
 
+/// Turns a pulled message into a delivery held in progress until it is settled; `None` for a
+/// message without a reply subject (nothing to acknowledge it through).
+fn delivery(
+    message: &jetstream::Message,
+    topic: &Arc<str>,
+    pending: &AtomicU64,
+    acker: &Arc<Acker>,
+) -> Option<Delivery> {
+    let (sequence, redelivered) = match message.info() {
+        Ok(info) => {
+            pending.store(info.pending, Ordering::Relaxed);
+            (info.stream_sequence, info.delivered > 1)
+        }
+        Err(_) => (0, false),
+    };
+    let reply = message.message.reply.clone()?;
+    Some(Delivery {
+        topic: topic.clone(),
+        event: to_event(message),
+        spot: Spot {
+            partition: 0,
+            offset: sequence as i64,
+        },
+        redelivered,
+        settle: Box::new(acker.hold(reply)),
+    })
+}
+
+/// Pulls messages and forwards them in order; while `held`, keeps pulling (so what is given back
+/// meanwhile comes to this consumer, in the order of its naks) but holds what arrives, kept in
+/// progress, until released. On stop, what was pulled and not forwarded goes to the subscriber
+/// after the pull ends, to be given back in order and not into a pull still running.
 async fn pump(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     topic: Arc<str>,
     tx: mpsc::Sender<Result<Delivery, ConsumeError>>,
     mut stopped: oneshot::Receiver<()>,
+    mut held: watch::Receiver<bool>,
     pending: Arc<AtomicU64>,
     acker: Arc<Acker>,
 ) {
+    let mut waiting: VecDeque<Delivery> = VecDeque::new();
     loop {
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
@@ -322,40 +358,31 @@ async fn pump(
             }
         };
         loop {
-            let next = tokio::select! {
-                _ = &mut stopped => return,
-                next = messages.next() => next,
-            };
-            let Some(next) = next else { break };
-            let message = match next {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, "jetstream pull");
-                    continue;
+            let holding = *held.borrow_and_update();
+            tokio::select! {
+                biased;
+                _ = &mut stopped => {
+                    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                        waiting.extend(delivery(&message, &topic, &pending, &acker));
+                    }
+                    drop(messages);
+                    for d in waiting {
+                        if tx.send(Ok(d)).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
                 }
-            };
-            let (sequence, redelivered) = match message.info() {
-                Ok(info) => {
-                    pending.store(info.pending, Ordering::Relaxed);
-                    (info.stream_sequence, info.delivered > 1)
-                }
-                Err(_) => (0, false),
-            };
-            let Some(reply) = message.message.reply.clone() else {
-                continue;
-            };
-            let delivery = Delivery {
-                topic: topic.clone(),
-                event: to_event(&message),
-                spot: Spot {
-                    partition: 0,
-                    offset: sequence as i64,
+                Ok(()) = held.changed() => {}
+                permit = tx.reserve(), if !holding && !waiting.is_empty() => match permit {
+                    Ok(permit) => permit.send(Ok(waiting.pop_front().expect("not empty"))),
+                    Err(_) => return,
                 },
-                redelivered,
-                settle: Box::new(acker.hold(reply)),
-            };
-            if tx.send(Ok(delivery)).await.is_err() {
-                return;
+                next = messages.next() => match next {
+                    None => break,
+                    Some(Ok(message)) => waiting.extend(delivery(&message, &topic, &pending, &acker)),
+                    Some(Err(e)) => tracing::debug!(error = %e, "jetstream pull"),
+                },
             }
         }
     }

@@ -3,25 +3,30 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::client::WebhookClient;
+use super::order::{Admission, OrderGuard};
 use super::outcome::{self, Outcome};
 use super::request::{self, SigningKey};
 use super::RunState;
 use crate::backend::consume::Delivery;
 use crate::backend::Outbound;
-use crate::delivery::spec::SubscriptionSpec;
+use crate::delivery::spec::{Ordering, SubscriptionSpec};
 use crate::delivery::status::Status;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
 
 /// A rate limiter shared by a subscription's deliveries.
 pub type Limiter = governor::DefaultDirectRateLimiter;
+
+/// How long an event refused for order is held before it goes back to the broker, so a broker
+/// that offers it again at once (a JetStream nak) is not asked in a tight loop.
+const REFUSED_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Everything a subscription's deliveries share.
 pub struct Worker {
@@ -43,6 +48,12 @@ pub struct Worker {
     pub limiter: Option<Limiter>,
     /// Running / paused / stopped; a 410 from the endpoint switches it to paused.
     pub control: Arc<watch::Sender<RunState>>,
+    /// What each ordering lane gave back, so nothing later of the lane overtakes it.
+    pub order: OrderGuard,
+    /// Given back while the subscription stops or pauses: settled (in this order) once its
+    /// consumer has stopped fetching, so a broker that redelivers at once (a JetStream nak)
+    /// does not hand them to a consumer that is going away.
+    pub returned: std::sync::Mutex<Vec<Delivery>>,
 }
 
 /// How a delivery ended.
@@ -57,6 +68,70 @@ pub enum Ended {
 impl Worker {
     fn running(&self) -> bool {
         *self.control.borrow() == RunState::Running
+    }
+
+    /// The ordering lane of `delivery`: events of one lane are delivered one at a time, in
+    /// order; `None` for an event that is ordered with nothing.
+    pub fn lane(&self, delivery: &Delivery) -> Option<String> {
+        match self.spec.ordering {
+            Ordering::None => None,
+            Ordering::Key => delivery.event.partition_key().map(|k| format!("k:{k}")),
+            Ordering::Partition => Some(format!("p:{}", delivery.spot.partition)),
+        }
+    }
+
+    /// Gives `deliveries` back to the broker, remembering them so that nothing later of their
+    /// lanes is delivered before them.
+    pub async fn give_back(&self, deliveries: Vec<Delivery>) -> Ended {
+        for d in deliveries {
+            self.give_back_one(d).await;
+        }
+        Ended::Returned
+    }
+
+    async fn give_back_one(&self, d: Delivery) {
+        if let Some(lane) = self.lane(&d) {
+            self.order.owe(&lane, &d.event.id);
+        }
+        if self.running() {
+            let _ = d.settle.nack().await;
+        } else {
+            self.returned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d);
+        }
+    }
+
+    /// Gives back to the broker, in the order they were given back, the deliveries held since
+    /// the subscription left the running state.
+    pub async fn settle_returned(&self) {
+        let returned =
+            std::mem::take(&mut *self.returned.lock().unwrap_or_else(|e| e.into_inner()));
+        for d in returned {
+            let _ = d.settle.nack().await;
+        }
+    }
+
+    /// Keeps the deliveries that may go now; gives back the others, which an earlier event of
+    /// their lane, given back before, must precede.
+    async fn admit(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let (admitted, refused): (Vec<_>, Vec<_>) = deliveries.into_iter().partition(|d| {
+            self.lane(d)
+                .is_none_or(|lane| self.order.admit(&lane, &d.event.id) == Admission::Admitted)
+        });
+        if !refused.is_empty() {
+            tracing::debug!(
+                subscription = %self.name,
+                refused = refused.len(),
+                "events wait for an earlier event of their lane that was given back"
+            );
+            tokio::time::sleep(REFUSED_BACKOFF).await;
+            for d in refused {
+                let _ = d.settle.nack().await;
+            }
+        }
+        admitted
     }
 
     /// Delivers `deliveries` (one, or a batch) until an outcome is final, then settles them.
@@ -82,7 +157,11 @@ impl Worker {
 
     async fn deliver_traced(&self, deliveries: Vec<Delivery>) -> Ended {
         if !self.running() {
-            return give_back(deliveries).await;
+            return self.give_back(deliveries).await;
+        }
+        let deliveries = self.admit(deliveries).await;
+        if deliveries.is_empty() {
+            return Ended::Returned;
         }
         let started = Instant::now();
         let events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
@@ -142,7 +221,7 @@ impl Worker {
                         }
                         running
                     });
-                    return give_back(deliveries).await;
+                    return self.give_back(deliveries).await;
                 }
                 Outcome::Permanent { reason, status } => break (reason, Some(status)),
                 Outcome::Retry {
@@ -161,7 +240,7 @@ impl Worker {
                         _ = control.wait_for(|s| *s != RunState::Running) => true,
                     };
                     if interrupted {
-                        return give_back(deliveries).await;
+                        return self.give_back(deliveries).await;
                     }
                 }
             }
@@ -225,15 +304,8 @@ impl Worker {
                 self.status.error(&format!(
                     "dead-letter publish to {topic} failed ({e}); the event will be redelivered"
                 ));
-                let _ = d.settle.nack().await;
+                self.give_back_one(d).await;
             }
         }
     }
-}
-
-async fn give_back(deliveries: Vec<Delivery>) -> Ended {
-    for d in deliveries {
-        let _ = d.settle.nack().await;
-    }
-    Ended::Returned
 }

@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod order;
 pub mod outcome;
 pub mod request;
 
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::consume::{ConsumeError, Consumer, Delivery, GroupSpec};
 use crate::backend::Backend;
-use crate::delivery::spec::{ContentMode, Ordering};
+use crate::delivery::spec::ContentMode;
 
 pub use attempt::Worker;
 
@@ -33,6 +34,9 @@ pub enum RunState {
 
 /// Delay before consuming again after the consumer could not start.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
+
+/// How long a stopped consumer may take to hand over what it had fetched and close.
+const CONSUMER_STOP: Duration = Duration::from_secs(5);
 
 /// Batch requests of a subscription in batch mode.
 struct BatchSlots {
@@ -96,9 +100,11 @@ async fn fill_batch(
     }
 }
 
-/// Runs a subscription until it is stopped.
+/// Runs a subscription until it is stopped. A pause keeps a consumer that can be held (see
+/// [`Consumer::hold`]) and releases it on resume; any other is dropped and subscribed again.
 pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
     let mut control = worker.control.subscribe();
+    let mut held: Option<Consumer> = None;
     loop {
         let state = *control.borrow_and_update();
         match state {
@@ -113,19 +119,28 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
             RunState::Running => worker.status.set_paused(false),
         }
         let spec = &worker.spec;
-        let subscribed = backend
-            .subscribe(GroupSpec {
-                topic: spec.topic.clone(),
-                group: spec.group_or(&worker.name).to_string(),
-                start: spec.start,
-                max_in_flight: spec.unsettled_limit(),
-            })
-            .await;
+        let subscribed = match held.take() {
+            Some(consumer) => {
+                consumer.set_held(false);
+                Ok(consumer)
+            }
+            None => {
+                backend
+                    .subscribe(GroupSpec {
+                        topic: spec.topic.clone(),
+                        group: spec.group_or(&worker.name).to_string(),
+                        start: spec.start,
+                        max_in_flight: spec.unsettled_limit(),
+                    })
+                    .await
+            }
+        };
         match subscribed {
             Ok(consumer) => {
                 worker.status.set_failing(false);
                 worker.status.set_lag(Some(consumer.lag.clone()));
-                pump(&worker, consumer, &mut control).await;
+                worker.order.restart();
+                held = pump(&worker, consumer, &mut control).await;
                 worker.status.set_lag(None);
             }
             Err(e) => {
@@ -144,12 +159,13 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
 type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)>>>>;
 
 /// Delivers what `consumer` yields until it ends or the subscription leaves the running state;
-/// then waits until every delivery it started is settled.
+/// then waits until every delivery it started is settled. Returns the consumer, held, when the
+/// subscription paused and the consumer can be held.
 async fn pump(
     worker: &Arc<Worker>,
     mut consumer: Consumer,
     control: &mut watch::Receiver<RunState>,
-) {
+) -> Option<Consumer> {
     let spec = worker.spec.clone();
     let permits = Arc::new(Semaphore::new(spec.unsettled_limit()));
     let batches = Arc::new(BatchSlots {
@@ -204,12 +220,7 @@ async fn pump(
             while tasks.try_join_next().is_some() {}
             continue;
         }
-        let lane = match spec.ordering {
-            Ordering::None => None,
-            Ordering::Key => delivery.event.partition_key().map(|k| format!("k:{k}")),
-            Ordering::Partition => Some(format!("p:{}", delivery.spot.partition)),
-        };
-        match lane {
+        match worker.lane(&delivery) {
             None => {
                 let worker = worker.clone();
                 tasks.spawn(async move {
@@ -235,8 +246,32 @@ async fn pump(
         }
         while tasks.try_join_next().is_some() {}
     }
-    drop(consumer.stop.take());
+    let held = *control.borrow() == RunState::Paused && consumer.set_held(true);
+    if !held {
+        drop(consumer.stop.take());
+    }
     while tasks.join_next().await.is_some() {}
+    // Handed out and not taken yet: given back in their order. A consumer that was stopped
+    // closes its channel once it has stopped fetching.
+    loop {
+        let item = if held {
+            consumer.deliveries.try_recv().ok()
+        } else {
+            tokio::time::timeout(CONSUMER_STOP, consumer.deliveries.recv())
+                .await
+                .ok()
+                .flatten()
+        };
+        match item {
+            Some(Ok(delivery)) => {
+                worker.give_back(vec![delivery]).await;
+            }
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    worker.settle_returned().await;
+    held.then_some(consumer)
 }
 
 /// Delivers one lane's events one after the other; the lane ends when its queue is empty.
