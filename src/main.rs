@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,8 +25,27 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let log_json = cli.log_json;
+    let config = match configure(cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let tracing = sidebus::telemetry::init(log_json, &config.telemetry)?;
+    let result = sidebus::run(config, shutdown_signal()).await;
+    tracing.shutdown();
+    result.context("sidebus stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The file, the environment and the flags, checked. A refusal is printed by `main` as its
+/// own message alone: it is the user's mistake, so anyhow's `Error:`/`Caused by:` framing and
+/// a `RUST_BACKTRACE` stack trace would only bury it.
+fn configure(cli: Cli) -> Result<sidebus::Config, sidebus::config::ConfigError> {
     let mut raw = sidebus::RawConfig::load(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         raw.listen = listen;
@@ -33,11 +53,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(state_dir) = cli.state_dir {
         raw.state_dir = state_dir;
     }
-    let config = raw.validate()?;
-    let tracing = sidebus::telemetry::init(cli.log_json, &config.telemetry)?;
-    let result = sidebus::run(config, shutdown_signal()).await;
-    tracing.shutdown();
-    result.context("sidebus stopped with an error")
+    raw.validate()
 }
 
 async fn shutdown_signal() {

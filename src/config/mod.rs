@@ -3,6 +3,7 @@
 //! the [`Config`] the rest of sidebus runs on.
 mod access;
 mod brokers;
+mod error;
 mod idempotency;
 mod limits;
 mod pipeline;
@@ -11,6 +12,7 @@ mod telemetry;
 
 pub use access::AccessConfig;
 pub use brokers::{AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig};
+pub use error::{ConfigError, Origin, Problem};
 pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};
 pub use pipeline::{PipelineConfig, RawPipeline};
@@ -23,27 +25,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::SubscriptionSpec;
 use brokers::validate_broker;
-
-/// Why a configuration could not be used; the message names the key and the reason.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file or an environment variable did not parse into the expected shape.
-    #[error("invalid configuration: {0}")]
-    Parse(#[from] Box<figment::Error>),
-    /// A value parsed but is not usable.
-    #[error("invalid configuration: `{key}`: {reason}")]
-    Invalid {
-        /// Dotted path of the offending key, e.g. `brokers.events.bootstrap_servers`.
-        key: String,
-        /// What is wrong and what would be accepted.
-        reason: String,
-    },
-}
+use error::EnvSource;
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -51,6 +38,12 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         reason: reason.into(),
     }
 }
+
+/// Prefix of the environment variables that set configuration keys.
+const ENV_PREFIX: &str = "SIDEBUS_";
+
+/// What joins nested keys in an environment variable's name (`SIDEBUS_LIMITS__MAX_BODY`).
+const ENV_SPLIT: &str = "__";
 
 /// Top-level keys; other `SIDEBUS_*` variables (`SIDEBUS_CONFIG`, `SIDEBUS_LOG`, test settings)
 /// are not configuration.
@@ -184,30 +177,34 @@ impl RawConfig {
     /// joined by `__`, e.g. `SIDEBUS_BROKERS__EVENTS__BOOTSTRAP_SERVERS`).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let figment = match path {
-            Some(path) if !path.exists() => {
-                return Err(invalid(
-                    "--config",
-                    format!("file {} does not exist", path.display()),
-                ))
-            }
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_path_buf())),
             Some(path) => with_file(Toml::file_exact(path)),
             None => Figment::from(Serialized::defaults(RawConfig::default())),
         };
-        figment
-            .merge(Env::prefixed("SIDEBUS_").split("__").filter(|key| {
-                // Keys keep the variable's case; configuration keys are lowercase.
-                let key = key.as_str().to_ascii_lowercase();
-                CONFIG_KEYS.contains(&key.split('.').next().unwrap_or(""))
-            }))
-            .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))
+        let env = Env::prefixed(ENV_PREFIX).split(ENV_SPLIT).filter(|key| {
+            // Keys keep the variable's case; configuration keys are lowercase.
+            let key = key.as_str().to_ascii_lowercase();
+            CONFIG_KEYS.contains(&key.split('.').next().unwrap_or(""))
+        });
+        let env_metadata = env.metadata();
+        let figment = figment.merge(env);
+        figment.extract().map_err(|error| {
+            let env = EnvSource {
+                metadata: env_metadata,
+                names: std::env::vars_os()
+                    .map(|(name, _)| name.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            ConfigError::from_figment(error, &figment, Some(&env))
+        })
     }
 
     /// Parses TOML text alone (no environment), as a file would be read.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        with_file(Toml::string(text))
+        let figment = with_file(Toml::string(text));
+        figment
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))
+            .map_err(|error| ConfigError::from_figment(error, &figment, None))
     }
 
     /// Checks every value and builds the runtime [`Config`]; touches nothing outside itself.
