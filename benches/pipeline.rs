@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
-use sidebus::backend::memory::MemoryBackend;
+use sidebus::backend::memory::{Bounds, MemoryBackend};
 use sidebus::backend::{Backend, Outbound};
-use sidebus::config::PipelineConfig;
+use sidebus::config::{MemoryConfig, PipelineConfig};
 use sidebus::event::{parse_batch_json, parse_binary, parse_structured, Defaults, Event};
 use sidebus::pipeline::Pipeline;
 
@@ -129,7 +129,10 @@ fn round_trip(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     // Retention bounds the memory broker, so the benchmark's memory stays flat.
-    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new(10_000));
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new(Bounds {
+        events: 10_000,
+        ..Bounds::from(&MemoryConfig::default())
+    }));
     let config = PipelineConfig {
         max_batch_events: 512,
         max_batch_bytes: 4 << 20,

@@ -10,6 +10,7 @@ mod common;
 use common::deploy::{read, root, yaml};
 use common::helm::{check_service_monitor, check_workload, render, Expected, CHART};
 use serde_json::json;
+use sidebus::config::BrokerConfig;
 
 #[test]
 fn helm_chart_renders_with_default_values() {
@@ -19,13 +20,18 @@ fn helm_chart_renders_with_default_values() {
         !check_service_monitor(&rendered),
         "no ServiceMonitor unless enabled"
     );
-    // No brokers configured: sidebus's memory broker named `default`.
+    // No brokers configured: sidebus's memory broker named `default`, bounded below the
+    // container's memory limit of 256Mi.
     assert_eq!(
         config.brokers.keys().collect::<Vec<_>>(),
         vec!["default"],
         "{:?}",
         config.brokers
     );
+    let Some(BrokerConfig::Memory(memory)) = config.brokers.get("default") else {
+        panic!("a memory broker: {:?}", config.brokers);
+    };
+    assert_eq!(memory.max_bytes.as_u64(), 128 << 20);
     assert!(config.subscriptions.is_empty());
     assert!(rendered.notes.contains("127.0.0.1:8642"));
 }

@@ -142,7 +142,7 @@ pub async fn build(
     settings: &BackendSettings,
 ) -> Result<Arc<dyn Backend>, BuildError> {
     Ok(match config {
-        BrokerConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c.retention)),
+        BrokerConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c.into())),
         #[cfg(feature = "kafka")]
         BrokerConfig::Kafka(c) => Arc::new(kafka::KafkaBackend::new(name, c, settings)?),
         #[cfg(feature = "nats")]

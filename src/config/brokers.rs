@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, positive, ConfigError};
@@ -35,17 +36,35 @@ impl BrokerConfig {
     }
 }
 
-/// Settings of the embedded memory broker.
+/// Settings of the embedded memory broker. Each bound drops the oldest events once it is
+/// exceeded, whichever is reached first, so `cargo run` under any load and over any number of
+/// topics keeps its memory flat. An event weighs its payload plus its attributes' text. The event
+/// just published is never dropped, even when it alone outweighs a byte bound: it has been
+/// acknowledged, so it stays readable until the next event of its topic, or for `max_bytes` of
+/// the broker, takes its place.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
-    /// Events kept per topic; older ones are dropped so memory stays bounded.
+    /// Events kept per topic; the topic's oldest go first. Bounds a topic of many small events,
+    /// whose bookkeeping the byte bounds do not count.
     pub retention: usize,
+    /// Bytes of events kept per topic; the topic's oldest go first. The count alone let a topic
+    /// of large events grow to tens of gigabytes (100,000 events of 512 KiB are 50 GiB).
+    pub retention_bytes: ByteSize,
+    /// Bytes of events kept by the whole broker; the oldest event of the broker goes first,
+    /// whichever topic holds it. A per-topic bound cannot cap the memory of a broker whose
+    /// clients invent new topics; this one does. Below `retention_bytes` it is the bound that
+    /// applies.
+    pub max_bytes: ByteSize,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { retention: 100_000 }
+        Self {
+            retention: 100_000,
+            retention_bytes: ByteSize::mib(64),
+            max_bytes: ByteSize::mib(256),
+        }
     }
 }
 
@@ -144,7 +163,11 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
     }
     let key = |field: &str| format!("brokers.{name}.{field}");
     match broker {
-        BrokerConfig::Memory(m) => positive(&key("retention"), m.retention),
+        BrokerConfig::Memory(m) => {
+            positive(&key("retention"), m.retention)?;
+            positive_size(&key("retention_bytes"), m.retention_bytes)?;
+            positive_size(&key("max_bytes"), m.max_bytes)
+        }
         BrokerConfig::Kafka(k) => {
             if k.bootstrap_servers.trim().is_empty() {
                 return Err(invalid(key("bootstrap_servers"), "must not be empty"));
@@ -209,6 +232,14 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
     }
 }
 
+/// A byte size of at least one byte.
+fn positive_size(key: &str, size: ByteSize) -> Result<(), ConfigError> {
+    if size.as_u64() == 0 {
+        return Err(invalid(key, "must be more than 0 bytes"));
+    }
+    Ok(())
+}
+
 /// A client certificate and its key go together.
 fn client_certificate(
     key: &dyn Fn(&str) -> String,
@@ -230,7 +261,10 @@ fn client_certificate(
 
 #[cfg(test)]
 mod tests {
+    use bytesize::ByteSize;
+
     use crate::config::tests::parse;
+    use crate::config::BrokerConfig;
 
     #[test]
     fn unknown_key_is_named() {
@@ -264,6 +298,39 @@ mod tests {
             "tls_ca_file = \"/ca.pem\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
         amqp("amqps://h/%2f", tls).expect("a full TLS setup is valid");
         amqp("amqp://h/%2f", "").expect("plain AMQP needs no TLS files");
+    }
+
+    #[test]
+    fn memory_bounds_default_and_parse_as_sizes() {
+        let memory = |toml: &str| parse(&format!("[brokers.m]\nkind = \"memory\"\n{toml}"));
+        let config = memory("").unwrap();
+        let Some(BrokerConfig::Memory(m)) = config.brokers.get("m") else {
+            panic!("a memory broker: {:?}", config.brokers);
+        };
+        assert_eq!(m.retention, 100_000);
+        assert_eq!(m.retention_bytes, ByteSize::mib(64));
+        assert_eq!(m.max_bytes, ByteSize::mib(256));
+        let config = memory("retention_bytes = \"4MiB\"\nmax_bytes = \"8MiB\"").unwrap();
+        let Some(BrokerConfig::Memory(m)) = config.brokers.get("m") else {
+            panic!("a memory broker");
+        };
+        assert_eq!(
+            (m.retention_bytes.as_u64(), m.max_bytes.as_u64()),
+            (4 << 20, 8 << 20)
+        );
+        for (toml, key) in [
+            ("retention = 0", "brokers.m.retention"),
+            ("retention_bytes = \"0B\"", "brokers.m.retention_bytes"),
+            ("max_bytes = 0", "brokers.m.max_bytes"),
+        ] {
+            let err = memory(toml).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("more than 0"),
+                "{toml}: {err}"
+            );
+        }
+        let err = memory("max_bytes = \"lots\"").unwrap_err().to_string();
+        assert!(err.contains("lots") && err.contains("brokers.m"), "{err}");
     }
 
     #[test]

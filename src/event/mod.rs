@@ -127,12 +127,23 @@ impl Event {
             )
     }
 
-    /// Bytes this event occupies in a batch, for the pipeline's byte limit.
+    /// The event's payload plus its attributes' text, in bytes: what the pipeline's byte bound
+    /// (`limits.pipeline_bytes`) and the memory broker's byte retention count.
     pub fn weight(&self) -> usize {
+        let optional = [
+            &self.time,
+            &self.datacontenttype,
+            &self.dataschema,
+            &self.subject,
+        ];
         self.data.len()
             + self.id.len()
             + self.source.len()
             + self.ty.len()
+            + optional
+                .iter()
+                .map(|a| a.as_deref().map_or(0, str::len))
+                .sum::<usize>()
             + self
                 .extensions
                 .iter()
@@ -221,6 +232,20 @@ mod tests {
             extensions: vec![("partitionkey".into(), "k".into())],
             data: Bytes::from_static(b"x"),
         }
+    }
+
+    #[test]
+    fn weight_is_the_payload_and_every_attribute_text() {
+        let e = event();
+        let text = "1".len()
+            + "s".len()
+            + "t".len()
+            + "2026-01-01T00:00:00Z".len()
+            + "text/plain".len()
+            + "sub".len()
+            + "partitionkey".len()
+            + "k".len();
+        assert_eq!(e.weight(), e.data.len() + text);
     }
 
     #[test]

@@ -183,14 +183,33 @@ pub fn subscribe_path(broker: &str, topic: &str, query: &str) -> String {
     }
 }
 
+/// Where SSE requests go: an in-process [`TestServer`], or anything else with a base URL and a
+/// client (a sidebus process).
+pub trait Target {
+    /// The HTTP client to use.
+    fn http(&self) -> &reqwest::Client;
+    /// The base URL + `path`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Target for TestServer {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn url(&self, path: &str) -> String {
+        TestServer::url(self, path)
+    }
+}
+
 /// GETs `path` as an SSE client would, with `Last-Event-ID` when given.
 pub async fn get(
-    server: &TestServer,
+    server: &impl Target,
     path: &str,
     last_event_id: Option<&str>,
 ) -> reqwest::Response {
     let mut request = server
-        .http
+        .http()
         .get(server.url(path))
         .header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
@@ -199,13 +218,13 @@ pub async fn get(
     request.send().await.expect("request reaches sidebus")
 }
 
-pub async fn connect(server: &TestServer, path: &str, last_event_id: Option<&str>) -> Sse {
+pub async fn connect(server: &impl Target, path: &str, last_event_id: Option<&str>) -> Sse {
     Sse::new(get(server, path, last_event_id).await)
 }
 
 /// Connects once a stream slot is free (a closed stream gives its slot back asynchronously).
 pub async fn connect_when_free(
-    server: &TestServer,
+    server: &impl Target,
     path: &str,
     last_event_id: Option<&str>,
 ) -> Sse {

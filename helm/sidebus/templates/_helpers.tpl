@@ -84,8 +84,10 @@ refuses for counts; whole numbers lose the `.0` again (strings are quoted, so th
 {{- $_ := set $config "listen" (printf "0.0.0.0:%d" (int .Values.sidebus.port)) }}
 {{- $_ = set $config "state_dir" (include "sidebus.stateDir" .) }}
 {{- if not $config.brokers }}
-{{- /* No brokers: the memory broker named `default`, as sidebus runs without a config. */}}
-{{- $_ = set $config "brokers" (dict "default" (dict "kind" "memory")) }}
+{{- /* No brokers: the memory broker named `default`, as sidebus runs without a config, holding
+at most 128 MiB of events (sidebus's default is 256 MiB) so that with the pipeline and sidebus
+itself it stays inside the default memory limit of 256Mi. */}}
+{{- $_ = set $config "brokers" (dict "default" (dict "kind" "memory" "max_bytes" "128MiB")) }}
 {{- end }}
 {{- regexReplaceAll "(?m)= (-?[0-9]+)\\.0$" (toToml $config) "= ${1}" }}
 {{- end }}

@@ -104,9 +104,11 @@ pub(super) fn subscribe(log: Arc<Log>, spec: GroupSpec) -> Consumer {
     tokio::spawn(run_member(log, group, spec, tx, stopped));
     let mut consumer = Consumer::new(rx, stop);
     consumer.lag = Arc::new(move || {
-        let end = lag_log.bounds(&lag_topic).1;
+        // Events retention dropped are no longer there to be consumed.
+        let (start, end) = lag_log.bounds(&lag_topic);
         let state = lag_group.lock();
-        Some((end - state.next).max(0) as u64 + state.redeliver.len() as u64)
+        let waiting = state.redeliver.range(start..).count() as u64;
+        Some((end - state.next.max(start)).max(0) as u64 + waiting)
     });
     consumer
 }

@@ -1,17 +1,22 @@
-//! The embedded memory broker: one append-only log per topic with bounded retention, so sidebus
-//! runs with no setup. Nothing survives a restart.
+//! The embedded memory broker: one append-only log per topic, bounded by events and bytes per
+//! topic and bytes over all topics (`store`), so sidebus runs with no setup and its memory stays
+//! flat. Nothing survives a restart.
 
 mod consume;
+mod store;
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
 use super::{Acks, Backend, BrokerStatus, Outbound, Position};
+use crate::config::MemoryConfig;
 use crate::event::Event;
+pub use store::Bounds;
+use store::Store;
 
 /// An event as stored, with its offset in the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,13 +27,6 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-#[derive(Debug, Default)]
-struct TopicLog {
-    /// Offset of the first retained event.
-    start: i64,
-    events: VecDeque<Event>,
-}
-
 /// The in-process broker.
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
@@ -37,21 +35,29 @@ pub struct MemoryBackend {
 
 #[derive(Debug)]
 struct Log {
-    retention: usize,
-    topics: Mutex<HashMap<String, TopicLog>>,
+    store: Mutex<Store>,
     /// Woken on every append, for consumers waiting at the end of a topic.
     appended: Notify,
     /// Consumer groups by (topic, group).
     groups: Mutex<HashMap<(String, String), Arc<consume::Group>>>,
 }
 
+impl From<&MemoryConfig> for Bounds {
+    fn from(config: &MemoryConfig) -> Self {
+        Self {
+            events: config.retention,
+            topic_bytes: usize::try_from(config.retention_bytes.as_u64()).unwrap_or(usize::MAX),
+            broker_bytes: usize::try_from(config.max_bytes.as_u64()).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 impl MemoryBackend {
-    /// A broker that keeps at most `retention` events per topic.
-    pub fn new(retention: usize) -> Self {
+    /// A broker that keeps what `bounds` allow, dropping the oldest events beyond them.
+    pub fn new(bounds: Bounds) -> Self {
         Self {
             log: Arc::new(Log {
-                retention,
-                topics: Mutex::new(HashMap::new()),
+                store: Mutex::new(Store::new(bounds)),
                 appended: Notify::new(),
                 groups: Mutex::new(HashMap::new()),
             }),
@@ -67,60 +73,49 @@ impl MemoryBackend {
     pub fn end_offset(&self, topic: &str) -> i64 {
         self.log.bounds(topic).1
     }
+
+    /// The offset of the oldest event of `topic` still kept (its end offset when none is).
+    pub fn start_offset(&self, topic: &str) -> i64 {
+        self.log.bounds(topic).0
+    }
+
+    /// Bytes of events kept over all topics, as `max_bytes` counts them.
+    pub fn bytes(&self) -> usize {
+        self.log.store().bytes()
+    }
 }
 
 impl Log {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn read(&self, topic: &str, from: i64, max: usize) -> Vec<StoredEvent> {
-        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = topics.get(topic) else {
-            return Vec::new();
-        };
-        let skip = (from - log.start).max(0) as usize;
-        log.events
-            .iter()
-            .skip(skip)
-            .take(max)
-            .enumerate()
-            .map(|(i, event)| StoredEvent {
-                offset: log.start + (skip + i) as i64,
-                event: event.clone(),
-            })
-            .collect()
+        self.store().read(topic, from, max)
     }
 
     /// First retained offset and the next offset of `topic`.
     fn bounds(&self, topic: &str) -> (i64, i64) {
-        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        topics.get(topic).map_or((0, 0), |log| {
-            (log.start, log.start + log.events.len() as i64)
-        })
+        self.store().bounds(topic)
     }
 
     fn append(&self, batch: Vec<Outbound>) -> Vec<super::PublishResult> {
-        let results = self.append_locked(batch);
+        let results = {
+            let mut store = self.store();
+            batch
+                .into_iter()
+                .map(|out| {
+                    let offset = store.append(&out.topic, out.event);
+                    Ok(Position {
+                        partition: Some(0),
+                        offset: Some(offset),
+                        ..Position::default()
+                    })
+                })
+                .collect()
+        };
         self.appended.notify_waiters();
         results
-    }
-
-    fn append_locked(&self, batch: Vec<Outbound>) -> Vec<super::PublishResult> {
-        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        batch
-            .into_iter()
-            .map(|out| {
-                let log = topics.entry(out.topic.to_string()).or_default();
-                let offset = log.start + log.events.len() as i64;
-                log.events.push_back(out.event);
-                if log.events.len() > self.retention {
-                    log.events.pop_front();
-                    log.start += 1;
-                }
-                Ok(Position {
-                    partition: Some(0),
-                    offset: Some(offset),
-                    ..Position::default()
-                })
-            })
-            .collect()
     }
 }
 
@@ -157,6 +152,7 @@ impl Backend for MemoryBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::consume::{Delivery, StartFrom};
     use bytes::Bytes;
     use std::sync::Arc;
 
@@ -179,7 +175,11 @@ mod tests {
 
     #[tokio::test]
     async fn offsets_count_per_topic_and_retention_drops_oldest() {
-        let broker = MemoryBackend::new(2);
+        let broker = MemoryBackend::new(Bounds {
+            events: 2,
+            topic_bytes: usize::MAX,
+            broker_bytes: usize::MAX,
+        });
         let acks = broker
             .send(vec![
                 out("a", "1"),
@@ -197,5 +197,81 @@ mod tests {
         assert_eq!(&kept[1].event.data[..], b"3");
         assert_eq!(broker.end_offset("a"), 3);
         assert!(broker.read("missing", 0, 10).is_empty());
+    }
+
+    /// A broker keeping `topic_bytes` per topic and `broker_bytes` in all, events uncounted.
+    fn by_bytes(topic_bytes: usize, broker_bytes: usize) -> MemoryBackend {
+        MemoryBackend::new(Bounds {
+            events: usize::MAX,
+            topic_bytes,
+            broker_bytes,
+        })
+    }
+
+    /// Sends `(topic, id)` pairs, each weighing 4 bytes: one-letter id and payload, source and type.
+    async fn send(broker: &MemoryBackend, events: &[(&str, &'static str)]) {
+        let batch = events.iter().map(|(t, id)| out(t, id)).collect();
+        for ack in broker.send(batch).await.await {
+            ack.expect("the memory broker takes every event");
+        }
+    }
+
+    async fn next(consumer: &mut Consumer) -> Delivery {
+        consumer
+            .deliveries
+            .recv()
+            .await
+            .expect("the consumer runs")
+            .expect("no consume error")
+    }
+
+    #[tokio::test]
+    async fn a_cursor_at_a_trimmed_offset_resumes_at_the_oldest_kept() {
+        let broker = by_bytes(3 * 4, usize::MAX);
+        send(&broker, &[("a", "1"), ("a", "2"), ("a", "3"), ("a", "4")]).await;
+        assert_eq!(broker.start_offset("a"), 1, "1 made room for 4");
+        let mut reader = broker.read_from("a", ReadFrom::Sequence(0)).await.unwrap();
+        let first = next(&mut reader).await;
+        assert_eq!((first.spot.offset, first.event.id.as_str()), (1, "2"));
+        send(&broker, &[("b", "5"), ("a", "6"), ("a", "7")]).await;
+        let mut reader = broker.read_from("a", ReadFrom::Sequence(2)).await.unwrap();
+        let first = next(&mut reader).await;
+        assert_eq!((first.spot.offset, first.event.id.as_str()), (3, "4"));
+        let mut earliest = broker.read_from("a", ReadFrom::Earliest).await.unwrap();
+        assert_eq!(next(&mut earliest).await.spot.offset, 3);
+    }
+
+    #[tokio::test]
+    async fn a_group_behind_the_broker_bound_resumes_at_the_oldest_kept() {
+        let broker = by_bytes(usize::MAX, 3 * 4);
+        let mut member = broker
+            .subscribe(GroupSpec {
+                topic: "a".into(),
+                group: "g".into(),
+                start: StartFrom::Earliest,
+                max_in_flight: 1,
+            })
+            .await
+            .unwrap();
+        send(&broker, &[("a", "1"), ("a", "2")]).await;
+        let first = next(&mut member).await;
+        assert_eq!(first.spot.offset, 0);
+        first.settle.nack().await.unwrap();
+        send(&broker, &[("b", "3"), ("b", "4"), ("a", "5")]).await;
+        assert_eq!(broker.start_offset("a"), 2, "1 and 2 made room");
+        assert_eq!(broker.bytes(), 3 * 4);
+        assert_eq!((member.lag)(), Some(1), "only what is still there lags");
+        let resumed = next(&mut member).await;
+        assert_eq!(
+            (
+                resumed.spot.offset,
+                resumed.event.id.as_str(),
+                resumed.redelivered
+            ),
+            (2, "5", false),
+            "the nacked 1 is gone, not redelivered; 2 was never handed out"
+        );
+        resumed.settle.ack().await.unwrap();
+        assert_eq!((member.lag)(), Some(0));
     }
 }
