@@ -92,7 +92,7 @@ fn parsing(c: &mut Criterion) {
     let one = Bytes::from(structured(SIZE, 0));
     group.throughput(Throughput::Bytes(one.len() as u64));
     group.bench_function("structured_1KiB", |b| {
-        b.iter(|| parse_structured(black_box(&one), &one, &defaults, 0).unwrap())
+        b.iter(|| parse_structured(black_box(&one), &one, &defaults).unwrap())
     });
 
     let entries: Vec<String> = (0..BATCH).map(|i| structured(SIZE, i)).collect();

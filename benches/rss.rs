@@ -31,8 +31,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use crate::batch::BatchBody;
+
 #[path = "common/amqp.rs"]
 mod amqp;
+#[path = "common/batch.rs"]
+mod batch;
 #[path = "common/memory.rs"]
 mod memory;
 
@@ -152,12 +156,14 @@ async fn amqp_queue(url: &str, topic: &str) -> String {
 }
 
 /// A `application/cloudevents-batch+json` body of `n` events of `size` bytes of JSON data.
-fn batch_body(n: usize, size: usize) -> String {
+fn batch_body(n: usize, size: usize) -> BatchBody {
     let data = format!("{{\"p\":\"{}\"}}", "x".repeat(size.saturating_sub(8)));
-    let entry = format!(
-        r#"{{"specversion":"1.0","type":"com.example.rss","source":"sidebus://bench/rss","datacontenttype":"application/json","data":{data}}}"#
-    );
-    format!("[{}]", vec![entry; n].join(","))
+    BatchBody::new(
+        n,
+        &format!(
+            r#""type":"com.example.rss","source":"sidebus://bench/rss","datacontenttype":"application/json","data":{data}"#
+        ),
+    )
 }
 
 /// What one loaded phase saw.
@@ -172,7 +178,7 @@ struct Counts {
 /// resident set, the resident set each second and what was accepted and refused.
 async fn phase(name: &str, args: &Args, pid: u32, url: &str, respond_async: bool) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting VmHWM");
-    let body = bytes::Bytes::from(batch_body(args.batch, args.size));
+    let body = Arc::new(batch_body(args.batch, args.size));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()
@@ -189,7 +195,7 @@ async fn phase(name: &str, args: &Args, pid: u32, url: &str, respond_async: bool
                 let mut request = http
                     .post(&url)
                     .header("content-type", "application/cloudevents-batch+json")
-                    .body(body.clone());
+                    .body(body.next());
                 if respond_async {
                     request = request.header("prefer", "respond-async");
                 }

@@ -161,6 +161,7 @@ impl From<EventError> for ApiError {
     fn from(e: EventError) -> Self {
         match e {
             EventError::Invalid(msg) => ApiError::BadRequest(msg),
+            e @ EventError::MissingAttribute(_) => ApiError::BadRequest(e.to_string()),
             e @ EventError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
         }
     }

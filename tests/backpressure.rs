@@ -50,7 +50,7 @@ async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
         .post(
             &format!("{path}/batch"),
             &[("content-type", "application/x-ndjson")],
-            "{\"specversion\":\"1.0\",\"data\":1}\n",
+            "{\"specversion\":\"1.0\",\"id\":\"b-1\",\"source\":\"/s\",\"type\":\"t\",\"data\":1}\n",
         )
         .await;
     assert_problem(batch, 429).await;

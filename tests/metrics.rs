@@ -43,7 +43,8 @@ async fn figures_match_the_traffic() {
         .post(
             "/v1/publish/metered/m/batch",
             &[("content-type", "application/x-ndjson")],
-            "{\"specversion\":\"1.0\",\"id\":\"m-3\"}\n{\"specversion\":\"1.0\",\"id\":\"m-4\"}\n{bad\n",
+            "{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"/s\",\"type\":\"t\"}\n\
+             {\"specversion\":\"1.0\",\"id\":\"m-4\",\"source\":\"/s\",\"type\":\"t\"}\n{bad\n",
         )
         .await;
     assert_eq!(r.status(), 200);

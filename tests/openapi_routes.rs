@@ -58,7 +58,8 @@ async fn every_route_answers_as_documented() {
     let response = server.post(&one, &async_headers, "later").await;
     assert_eq!(response.status(), 202);
     spec.check("post", PUBLISH, response).await;
-    let event = r#"{"specversion":"1.0","id":"s1","type":"t","ext1":5,"data":{"a":1}}"#;
+    let event =
+        r#"{"specversion":"1.0","id":"s1","source":"/s","type":"t","ext1":5,"data":{"a":1}}"#;
     let body = spec
         .check("post", PUBLISH, server.post(&one, &structured, event).await)
         .await
@@ -106,7 +107,7 @@ async fn every_route_answers_as_documented() {
     }
 
     // POST /v1/publish/{broker}/{topic}/batch
-    let entries = r#"[{"specversion":"1.0","id":"a","data":1},{"id":"broken"},{"specversion":"1.0","data_base64":"AAEC"}]"#;
+    let entries = r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t","data":1},{"id":"broken","source":"/s","type":"t"},{"specversion":"1.0","id":"c","source":"/s","type":"t","data_base64":"AAEC"}]"#;
     let body = spec
         .check(
             "post",
@@ -117,7 +118,7 @@ async fn every_route_answers_as_documented() {
         .unwrap();
     assert_eq!(body["failed"], 1);
     assert_eq!(body["results"][1]["status"], 400);
-    let lines = "{\"specversion\":\"1.0\",\"id\":\"n1\",\"data\":1}\n{oops\n";
+    let lines = "{\"specversion\":\"1.0\",\"id\":\"n1\",\"source\":\"/s\",\"type\":\"t\",\"data\":1}\n{oops\n";
     let body = spec
         .check(
             "post",
@@ -128,7 +129,7 @@ async fn every_route_answers_as_documented() {
         .unwrap();
     assert_eq!(body["results"][0]["id"], "n1");
     let big = format!(
-        "{{\"specversion\":\"1.0\",\"data\":\"{}\"}}\n",
+        "{{\"specversion\":\"1.0\",\"id\":\"big\",\"source\":\"/s\",\"type\":\"t\",\"data\":\"{}\"}}\n",
         "x".repeat(2000)
     );
     let body = spec
@@ -152,7 +153,8 @@ async fn every_route_answers_as_documented() {
         ("content-type", "application/x-ndjson"),
         ("idempotency-key", "b-1"),
     ];
-    let line = "{\"specversion\":\"1.0\",\"data\":1}\n";
+    let line =
+        "{\"specversion\":\"1.0\",\"id\":\"l1\",\"source\":\"/s\",\"type\":\"t\",\"data\":1}\n";
     let first = spec
         .check(
             "post",
@@ -167,7 +169,7 @@ async fn every_route_answers_as_documented() {
         (
             batch.clone(),
             keyed.to_vec(),
-            b"{\"specversion\":\"1.0\"}".to_vec(),
+            b"{\"specversion\":\"1.0\",\"id\":\"l2\",\"source\":\"/s\",\"type\":\"t\"}".to_vec(),
             422,
         ),
         (batch.clone(), batch_json.to_vec(), b"[]".to_vec(), 400),

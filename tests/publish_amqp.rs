@@ -60,7 +60,7 @@ async fn events_arrive_with_properties_and_ce_headers() {
         .post(
             &format!("/v1/publish/tasks/{topic}/batch"),
             &[("content-type", "application/cloudevents-batch+json")],
-            r#"[{"specversion":"1.0","id":"a-2","data_base64":"/w=="},{"specversion":"1.0","id":"a-3","data":"hi","datacontenttype":"text/plain"}]"#,
+            r#"[{"specversion":"1.0","id":"a-2","source":"/s","type":"t","data_base64":"/w=="},{"specversion":"1.0","id":"a-3","source":"/s","type":"t","data":"hi","datacontenttype":"text/plain"}]"#,
         )
         .await;
     let batch: Value = batch.json().await.unwrap();

@@ -58,7 +58,7 @@ async fn binary_mapping_key_value_and_headers() {
         .post(
             &format!("/v1/publish/events/{topic}/batch"),
             &[("content-type", "application/cloudevents-batch+json")],
-            r#"[{"specversion":"1.0","id":"k-2","data":{"x":true}},{"specversion":"1.0","id":"k-3","data":"t","datacontenttype":"text/plain","partitionkey":"cust-2"}]"#,
+            r#"[{"specversion":"1.0","id":"k-2","source":"/s","type":"t","data":{"x":true}},{"specversion":"1.0","id":"k-3","source":"/s","type":"t","data":"t","datacontenttype":"text/plain","partitionkey":"cust-2"}]"#,
         )
         .await;
     let batch: Value = batch.json().await.unwrap();

@@ -106,7 +106,7 @@ async fn batch_json_and_ndjson_keep_order_and_fail_bad_entries_alone() {
         .post(
             &path,
             &[("content-type", "application/cloudevents-batch+json")],
-            r#"[{"specversion":"1.0","id":"a","data":"1"},{"id":"no-specversion"},{"specversion":"1.0","id":"c","datacontenttype":"text/plain","data":"three"}]"#,
+            r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t","data":"1"},{"id":"no-specversion","source":"/s","type":"t"},{"specversion":"1.0","id":"c","source":"/s","type":"t","datacontenttype":"text/plain","data":"three"}]"#,
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -125,7 +125,7 @@ async fn batch_json_and_ndjson_keep_order_and_fail_bad_entries_alone() {
         (Some("c"), Some(1))
     );
 
-    let ndjson = "{\"specversion\":\"1.0\",\"id\":\"d\",\"data\":4}\n{oops\n{\"specversion\":\"1.0\",\"id\":\"e\",\"data\":5}\n";
+    let ndjson = "{\"specversion\":\"1.0\",\"id\":\"d\",\"source\":\"/s\",\"type\":\"t\",\"data\":4}\n{oops\n{\"specversion\":\"1.0\",\"id\":\"e\",\"source\":\"/s\",\"type\":\"t\",\"data\":5}\n";
     let response = server
         .post(&path, &[("content-type", "application/x-ndjson")], ndjson)
         .await;
@@ -152,11 +152,65 @@ async fn batch_json_and_ndjson_keep_order_and_fail_bad_entries_alone() {
 }
 
 #[tokio::test]
+async fn structured_event_without_type_is_400_naming_it_and_produces_nothing() {
+    let server = TestServer::start(CONFIG).await;
+    let topic = unique_topic("st-required");
+    let response = server
+        .post(
+            &format!("/v1/publish/default/{topic}"),
+            &[("content-type", "application/cloudevents+json")],
+            r#"{"specversion":"1.0","id":"no-type","source":"/orders","data":{"total":42}}"#,
+        )
+        .await;
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(problem["type"], "urn:sidebus:problem:bad-request");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("`type`"), "{detail}");
+    server.state.drain().await;
+    assert!(memory(&server).read(&topic, 0, 10).is_empty());
+}
+
+#[tokio::test]
+async fn batch_entry_without_id_fails_alone_and_the_others_are_produced() {
+    let server = TestServer::start(CONFIG).await;
+    let topic = unique_topic("batch-required");
+    let response = server
+        .post(
+            &format!("/v1/publish/default/{topic}/batch"),
+            &[("content-type", "application/cloudevents-batch+json")],
+            r#"[{"specversion":"1.0","id":"r-1","source":"/s","type":"t","data":1},{"specversion":"1.0","source":"/s","type":"t","data":2},{"specversion":"1.0","id":"r-3","source":"/s","type":"t","data":3}]"#,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["failed"], 1, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(
+        (results[0]["id"].as_str(), results[0]["status"].as_u64()),
+        (Some("r-1"), Some(200))
+    );
+    assert_eq!(results[1]["status"], 400, "{body}");
+    assert_eq!(results[1]["error"]["status"], 400, "{body}");
+    let detail = results[1]["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("`id`"), "{detail}");
+    assert_eq!(
+        (results[2]["id"].as_str(), results[2]["status"].as_u64()),
+        (Some("r-3"), Some(200))
+    );
+    let stored: Vec<String> = memory(&server)
+        .read(&topic, 0, 10)
+        .into_iter()
+        .map(|s| s.event.id)
+        .collect();
+    assert_eq!(stored, ["r-1", "r-3"]);
+}
+
+#[tokio::test]
 async fn a_request_without_trace_context_starts_one_trace_for_its_events() {
     let server = TestServer::start(CONFIG).await;
     let topic = unique_topic("trace");
     let path = format!("/v1/publish/default/{topic}/batch");
-    let batch = r#"[{"specversion":"1.0","data":1},{"specversion":"1.0","data":2},{"specversion":"1.0","data":3,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}]"#;
+    let batch = r#"[{"specversion":"1.0","id":"t-1","source":"/s","type":"t","data":1},{"specversion":"1.0","id":"t-2","source":"/s","type":"t","data":2},{"specversion":"1.0","id":"t-3","source":"/s","type":"t","data":3,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}]"#;
     for _ in 0..2 {
         let response = server
             .post(
@@ -259,7 +313,9 @@ async fn bad_input_gets_its_status_and_the_server_keeps_serving() {
         (
             "/v1/publish/default/t/batch".into(),
             vec![("content-type", "application/x-ndjson")],
-            "{\"specversion\":\"1.0\"}\n".repeat(11).into_bytes(),
+            "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"t\"}\n"
+                .repeat(11)
+                .into_bytes(),
             413,
         ),
         ("/v1/nothing-here".into(), vec![], vec![], 404),

@@ -79,7 +79,7 @@ async fn binary_structured_and_batch_arrive_in_binary_mode() {
         .post(
             &format!("/v1/publish/jobs/{topic}/batch"),
             &[("content-type", "application/x-ndjson")],
-            "{\"specversion\":\"1.0\",\"id\":\"n-3\",\"data_base64\":\"AAEC\"}\n{\"specversion\":\"1.0\",\"id\":\"n-4\",\"data\":\"x\",\"datacontenttype\":\"text/plain\"}\n",
+            "{\"specversion\":\"1.0\",\"id\":\"n-3\",\"source\":\"/s\",\"type\":\"t\",\"data_base64\":\"AAEC\"}\n{\"specversion\":\"1.0\",\"id\":\"n-4\",\"source\":\"/s\",\"type\":\"t\",\"data\":\"x\",\"datacontenttype\":\"text/plain\"}\n",
         )
         .await;
     let body: Value = response.json().await.unwrap();
@@ -106,6 +106,72 @@ async fn binary_structured_and_batch_arrive_in_binary_mode() {
     assert_eq!(&messages[2].payload[..], &[0, 1, 2]);
     assert_eq!(header(&messages[2], "Content-Type"), None);
     assert_eq!(&messages[3].payload[..], b"x");
+}
+
+#[tokio::test]
+async fn structured_event_without_type_is_400_naming_it_and_never_reaches_the_stream() {
+    let server = TestServer::start(&config(&nats_url())).await;
+    let topic = unique_topic("nats.required");
+    let path = format!("/v1/publish/jobs/{topic}");
+    let response = server
+        .post(
+            &path,
+            &[("content-type", "application/cloudevents+json")],
+            r#"{"specversion":"1.0","id":"no-type","source":"/s","data":{"a":1}}"#,
+        )
+        .await;
+    let problem = assert_problem(response, 400).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("`type`"), "{detail}");
+    // A valid event after it creates the stream; had the refused one been produced, it would
+    // be the stream's first message.
+    let response = server
+        .post(
+            &path,
+            &[("content-type", "text/plain"), ("ce-id", "after")],
+            "x",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let messages = stream_messages(&topic, 1).await;
+    assert_eq!(header(&messages[0], "ce-id"), Some("after"));
+}
+
+#[tokio::test]
+async fn batch_entry_without_id_fails_alone_and_the_others_reach_the_stream() {
+    let server = TestServer::start(&config(&nats_url())).await;
+    let topic = unique_topic("nats.required");
+    let response = server
+        .post(
+            &format!("/v1/publish/jobs/{topic}/batch"),
+            &[("content-type", "application/cloudevents-batch+json")],
+            r#"[{"specversion":"1.0","id":"r-1","source":"/s","type":"t","data":1},{"specversion":"1.0","source":"/s","type":"t","data":2},{"specversion":"1.0","id":"r-3","source":"/s","type":"t","data":3}]"#,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["failed"], 1, "{body}");
+    let statuses: Vec<_> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, [Some(200), Some(400), Some(200)], "{body}");
+    let detail = body["results"][1]["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("`id`"), "{detail}");
+    let ids: Vec<_> = stream_messages(&topic, 2)
+        .await
+        .iter()
+        .map(|m| (header(m, "ce-id").map(String::from), m.payload.to_vec()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some("r-1".to_string()), b"1".to_vec()),
+            (Some("r-3".to_string()), b"3".to_vec())
+        ]
+    );
 }
 
 #[tokio::test]

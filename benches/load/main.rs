@@ -39,6 +39,8 @@
 #[path = "../common/amqp.rs"]
 mod amqp;
 mod args;
+#[path = "../common/batch.rs"]
+mod batch;
 mod brokers;
 #[path = "../common/cpu.rs"]
 mod cpu;
@@ -60,6 +62,7 @@ use clap::Parser;
 use sidebus::AppState;
 
 use crate::args::Args;
+use crate::batch::BatchBody;
 use crate::brokers::BrokerSetup;
 use crate::process::broker_pids;
 use crate::runs::{run_rate, run_throughput};
@@ -173,18 +176,11 @@ fn payload(size: usize) -> String {
 }
 
 /// A `application/cloudevents-batch+json` body of `n` structured events with `payload` as data.
-fn batch_body(n: usize, payload: &str) -> Bytes {
-    let entry = format!(
-        r#"{{"specversion":"1.0","type":"{EVENT_TYPE}","source":"{SOURCE}","datacontenttype":"application/json","data":{payload}}}"#
-    );
-    let mut body = String::with_capacity(n * (entry.len() + 1) + 2);
-    body.push('[');
-    for i in 0..n {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&entry);
-    }
-    body.push(']');
-    Bytes::from(body)
+fn batch_body(n: usize, payload: &str) -> BatchBody {
+    BatchBody::new(
+        n,
+        &format!(
+            r#""type":"{EVENT_TYPE}","source":"{SOURCE}","datacontenttype":"application/json","data":{payload}"#
+        ),
+    )
 }

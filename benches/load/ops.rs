@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use crate::batch::BatchBody;
+
 /// Why one operation failed.
 pub(crate) struct OpError {
     /// A 429 from sidebus's full pipeline (counted apart from other failures).
@@ -37,10 +39,25 @@ pub(crate) trait Op: Send + 'static {
 pub(crate) struct HttpRequest {
     pub(crate) path: String,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Bytes,
+    pub(crate) body: Body,
     pub(crate) expect: StatusCode,
-    /// A batch response must report `"failed":0`.
-    pub(crate) batch: bool,
+}
+
+/// What an [`HttpRequest`] carries.
+pub(crate) enum Body {
+    /// The same bytes every time (binary mode: sidebus gives each event its own id).
+    Fixed(Bytes),
+    /// A structured batch with fresh ids per request; its response must report `"failed":0`.
+    Batch(BatchBody),
+}
+
+impl Body {
+    fn next(&self) -> Bytes {
+        match self {
+            Body::Fixed(bytes) => bytes.clone(),
+            Body::Batch(batch) => batch.next(),
+        }
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection (raw hyper client), remade after a transport error.
@@ -96,7 +113,7 @@ impl Op for HttpOp {
             builder = builder.header(name, value);
         }
         let request = builder
-            .body(Full::new(r.body.clone()))
+            .body(Full::new(r.body.next()))
             .expect("a valid request");
         let response = sender
             .send_request(request)
@@ -121,7 +138,7 @@ impl Op for HttpOp {
         if status != r.expect {
             return Err(OpError::failed(format!("{status}: {}", snippet(&body))));
         }
-        if r.batch && !body.ends_with(b"\"failed\":0}") {
+        if matches!(r.body, Body::Batch(_)) && !body.ends_with(b"\"failed\":0}") {
             return Err(OpError::failed(format!(
                 "batch entries failed: …{}",
                 String::from_utf8_lossy(&body[body.len().saturating_sub(300)..])

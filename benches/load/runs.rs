@@ -11,7 +11,7 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 use crate::brokers::BrokerSetup;
 use crate::drive::Drive;
 use crate::native::native_ops;
-use crate::ops::{HttpOp, HttpRequest};
+use crate::ops::{Body, HttpOp, HttpRequest};
 use crate::phase::{phase, Phase, Spec};
 use crate::report::Report;
 use crate::{batch_body, payload, Ctx, EVENT_TYPE};
@@ -50,13 +50,12 @@ fn binary_request(path: String, prefer_async: bool, payload: Bytes) -> HttpReque
     HttpRequest {
         path,
         headers,
-        body: payload,
+        body: Body::Fixed(payload),
         expect: if prefer_async {
             StatusCode::ACCEPTED
         } else {
             StatusCode::OK
         },
-        batch: false,
     }
 }
 
@@ -119,9 +118,8 @@ pub(crate) async fn run_throughput(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents-batch+json"),
         )],
-        body: batch_body(args.batch, &payload(args.size)),
+        body: Body::Batch(batch_body(args.batch, &payload(args.size))),
         expect: StatusCode::OK,
-        batch: true,
     };
     setup.empty().await;
     let ops = connections(ctx, sidebus, batch).await;

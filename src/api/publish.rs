@@ -304,7 +304,7 @@ async fn publish_one_inner(
     let request = prepare(state, broker, topic, params, headers, trace, &body)?;
     let body = body.expect("prepare rejects unreadable bodies");
     let event = match content_type(headers).as_str() {
-        STRUCTURED => event::parse_structured(&body, &body, &request.defaults, 0)?,
+        STRUCTURED => event::parse_structured(&body, &body, &request.defaults)?,
         BATCH_JSON | NDJSON => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "batches go to POST /v1/publish/{broker}/{topic}/batch"

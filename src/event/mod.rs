@@ -177,6 +177,13 @@ pub enum EventError {
     /// The body or an attribute is not what the CloudEvents spec allows.
     #[error("{0}")]
     Invalid(String),
+    /// A structured event lacks an attribute CloudEvents 1.0 requires (`specversion`, `id`,
+    /// `source` or `type`); sidebus fills those in for binary-mode events only.
+    #[error(
+        "structured CloudEvent has no `{0}`: CloudEvents 1.0 requires it as a non-empty string \
+         member; add it (sidebus fills it in only for binary-mode events)"
+    )]
+    MissingAttribute(&'static str),
     /// The payload exceeds `limits.max_event`.
     #[error("event data is {size} bytes; the limit (limits.max_event) is {limit} bytes")]
     TooLarge {

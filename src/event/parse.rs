@@ -15,19 +15,22 @@ use super::{is_json_content_type, validate_attribute_name, Event, EventError, PA
 /// Payloads up to this size are copied out of the request buffer (see `Defaults::complete`).
 const COPY_BELOW: usize = 4096;
 
-/// Attribute values sidebus fills in when the publisher left them out.
+/// Attribute values sidebus fills in when the publisher left them out. `id`, `source` and
+/// `type` are filled in binary mode only: a structured event claims to be a CloudEvent, so it
+/// must carry them itself.
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    /// `source` for events without one (config `source`).
+    /// `source` for binary-mode events without one (config `source`).
     pub source: String,
-    /// `type` for events without one.
+    /// `type` for binary-mode events without one.
     pub ty: &'static str,
     /// Largest accepted payload (`limits.max_event`).
     pub max_event: usize,
     /// `?key=` on the request: the partition key of every event that has none.
     pub partition_key: Option<String>,
-    /// `Idempotency-Key` on the request: events without an `id` get one derived from it, so a
-    /// retried request carries the same ids and brokers that dedup by id (JetStream) drop repeats.
+    /// `Idempotency-Key` on the request: a binary-mode event without an `id` gets one derived
+    /// from it, so a retried request carries the same id and brokers that dedup by id
+    /// (JetStream) drop repeats.
     pub id_seed: Option<String>,
     /// W3C trace context of the request (`traceparent`, `tracestate`), given to events that
     /// carry none. The publish API starts one trace per request that brings none, shared by
@@ -37,8 +40,31 @@ pub struct Defaults {
 }
 
 impl Defaults {
-    /// Fills absent attributes of the `index`-th event of a request and checks the payload size.
-    fn complete(&self, mut event: Event, index: usize) -> Result<Event, EventError> {
+    /// Fills the attributes only binary mode may leave out: `id`, `source` and `type`.
+    fn identify(&self, mut event: Event) -> Event {
+        if event.id.is_empty() {
+            event.id = match &self.id_seed {
+                // `/0` (the event's position in its request) keeps the ids earlier versions
+                // derived, so a retry across an upgrade still deduplicates.
+                Some(seed) => {
+                    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{seed}/0").as_bytes())
+                        .to_string()
+                }
+                None => uuid::Uuid::now_v7().to_string(),
+            };
+        }
+        if event.source.is_empty() {
+            event.source.clone_from(&self.source);
+        }
+        if event.ty.is_empty() {
+            event.ty = self.ty.to_string();
+        }
+        event
+    }
+
+    /// Checks the payload size and fills what any event may leave out: `time`, the trace
+    /// context and the request's partition key.
+    fn complete(&self, mut event: Event) -> Result<Event, EventError> {
         if event.data.len() > self.max_event {
             return Err(EventError::TooLarge {
                 size: event.data.len(),
@@ -49,22 +75,6 @@ impl Defaults {
             // A small body is a slice of the connection's 8 KiB+ read buffer; holding it while
             // the event waits for its broker would keep the whole buffer alive per event.
             event.data = Bytes::copy_from_slice(&event.data);
-        }
-        if event.id.is_empty() {
-            event.id = match &self.id_seed {
-                Some(seed) => uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_OID,
-                    format!("{seed}/{index}").as_bytes(),
-                )
-                .to_string(),
-                None => uuid::Uuid::now_v7().to_string(),
-            };
-        }
-        if event.source.is_empty() {
-            event.source.clone_from(&self.source);
-        }
-        if event.ty.is_empty() {
-            event.ty = self.ty.to_string();
         }
         if event.time.is_none() {
             event.time =
@@ -122,6 +132,7 @@ pub(super) fn set_attribute(
     };
     match name {
         "specversion" => {
+            let value = non_empty(value)?;
             if value != super::SPEC_VERSION {
                 return Err(invalid(format!(
                     "specversion `{value}` is not supported; use 1.0"
@@ -185,7 +196,7 @@ pub fn parse_binary(
         // structured encoding cannot carry.
         event.datacontenttype = (!ct.is_empty()).then(|| ct.to_string());
     }
-    defaults.complete(event, 0)
+    defaults.complete(defaults.identify(event))
 }
 
 /// The members of a JSON object in their written order, values left unparsed.
@@ -272,12 +283,13 @@ fn attribute_value(name: &str, raw: &RawValue) -> Result<Option<String>, EventEr
 }
 
 /// Structured mode: one CloudEvent as a JSON object (`data` or `data_base64`). `json` must lie
-/// within `body`, so JSON `data` is sliced out of the request body without a copy.
+/// within `body`, so JSON `data` is sliced out of the request body without a copy. The
+/// attributes CloudEvents 1.0 requires must be present and non-empty; only `time` and
+/// `datacontenttype` are filled in.
 pub fn parse_structured(
     body: &Bytes,
     json: &[u8],
     defaults: &Defaults,
-    index: usize,
 ) -> Result<Event, EventError> {
     let RawMembers(members) = serde_json::from_slice(json)
         .map_err(|e| invalid(format!("not a CloudEvent JSON object: {e}")))?;
@@ -297,10 +309,8 @@ pub fn parse_structured(
             }
         }
     }
-    if !has_specversion {
-        return Err(invalid(
-            "structured CloudEvent needs \"specversion\": \"1.0\"",
-        ));
+    if let Some(attribute) = missing_required(&event, has_specversion) {
+        return Err(EventError::MissingAttribute(attribute));
     }
     match (data, data_base64) {
         (Some(_), Some(_)) => return Err(invalid("only one of data and data_base64 may be set")),
@@ -327,7 +337,21 @@ pub fn parse_structured(
         }
         _ => {}
     }
-    defaults.complete(event, index)
+    defaults.complete(event)
+}
+
+/// The first attribute CloudEvents 1.0 requires that a structured event left out (or set to
+/// `null`); an empty one was already refused when it was set.
+fn missing_required(event: &Event, has_specversion: bool) -> Option<&'static str> {
+    [
+        ("specversion", has_specversion),
+        ("id", !event.id.is_empty()),
+        ("source", !event.source.is_empty()),
+        ("type", !event.ty.is_empty()),
+    ]
+    .into_iter()
+    .find(|(_, present)| !present)
+    .map(|(name, _)| name)
 }
 
 fn slice_of(body: &Bytes, part: &[u8]) -> Bytes {
@@ -350,8 +374,7 @@ pub fn parse_batch_json(
         .map_err(|e| invalid(format!("batch body is not a JSON array: {e}")))?;
     Ok(entries
         .into_iter()
-        .enumerate()
-        .map(|(i, raw)| parse_structured(body, raw.get().as_bytes(), defaults, i))
+        .map(|raw| parse_structured(body, raw.get().as_bytes(), defaults))
         .collect())
 }
 
@@ -361,8 +384,7 @@ pub fn parse_ndjson(body: &Bytes, defaults: &Defaults) -> Vec<Result<Event, Even
     body.split(|b| *b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .enumerate()
-        .map(|(i, line)| parse_structured(body, line, defaults, i))
+        .map(|line| parse_structured(body, line, defaults))
         .collect()
 }
 
@@ -441,7 +463,7 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"specversion":"1.0","id":"a","source":"s","type":"t","n":5,"ok":true,"data":{"x": [1, 2]}}"#,
         );
-        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        let e = parse_structured(&body, &body, &defaults()).unwrap();
         assert_eq!(&e.data[..], br#"{"x": [1, 2]}"#);
         assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
         assert_eq!(e.extension("n"), Some("5"));
@@ -453,54 +475,165 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"spec\u0076ersion":"1.0","id":"a\"b","source":"s\u00e9","type":"plain","d\u0061ta":1}"#,
         );
-        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        let e = parse_structured(&body, &body, &defaults()).unwrap();
         assert_eq!(e.id, "a\"b");
         assert_eq!(e.source, "s\u{e9}");
         assert_eq!(e.ty, "plain");
         assert_eq!(&e.data[..], b"1");
-        let body = Bytes::from_static(b"{\"specversion\":\"1.0\",\"type\":\"a\x01b\"}");
-        assert!(parse_structured(&body, &body, &defaults(), 0).is_err());
+        let body = Bytes::from_static(
+            b"{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"s\",\"type\":\"a\x01b\"}",
+        );
+        assert!(matches!(
+            parse_structured(&body, &body, &defaults()),
+            Err(EventError::Invalid(_))
+        ));
     }
 
     #[test]
     fn structured_text_and_base64() {
         let body = Bytes::from_static(
-            br#"{"specversion":"1.0","datacontenttype":"text/plain","data":"hi \"there\""}"#,
+            br#"{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"text/plain","data":"hi \"there\""}"#,
         );
-        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        let e = parse_structured(&body, &body, &defaults()).unwrap();
         assert_eq!(&e.data[..], b"hi \"there\"");
-        let body = Bytes::from_static(br#"{"specversion":"1.0","data_base64":"AAEC"}"#);
-        let e = parse_structured(&body, &body, &defaults(), 0).unwrap();
+        let body = Bytes::from_static(
+            br#"{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":"AAEC"}"#,
+        );
+        let e = parse_structured(&body, &body, &defaults()).unwrap();
         assert_eq!(&e.data[..], &[0, 1, 2]);
     }
 
     #[test]
-    fn structured_requires_specversion_and_valid_shapes() {
+    fn structured_refuses_invalid_shapes() {
         for body in [
-            r#"{"id":"a"}"#,
             r#"[1]"#,
-            r#"{"specversion":"1.0","id":{"x":1}}"#,
-            r#"{"specversion":"1.0","data":1,"data_base64":"AA=="}"#,
-            r#"{"specversion":"1.0","data_base64":"!!"}"#,
+            r#"{"specversion":"1.0","id":{"x":1},"source":"s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"t","data":1,"data_base64":"AA=="}"#,
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":"!!"}"#,
+            r#"{"specversion":"0.3","id":"a","source":"s","type":"t"}"#,
             // String-typed attributes take no numbers or booleans.
-            r#"{"specversion":1.0}"#,
-            r#"{"specversion":"1.0","id":2534111}"#,
-            r#"{"specversion":"1.0","datacontenttype":573485148}"#,
-            r#"{"specversion":"1.0","subject":true}"#,
-            r#"{"specversion":"1.0","partitionkey":42}"#,
+            r#"{"specversion":1.0,"id":"a","source":"s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":2534111,"source":"s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":573485148}"#,
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"t","subject":true}"#,
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"t","partitionkey":42}"#,
         ] {
             let b = Bytes::from(body);
-            assert!(parse_structured(&b, &b, &defaults(), 0).is_err(), "{body}");
+            let result = parse_structured(&b, &b, &defaults());
+            assert!(
+                matches!(result, Err(EventError::Invalid(_))),
+                "{body}: {result:?}"
+            );
         }
+    }
+
+    /// The attributes CloudEvents 1.0 requires, with valid values.
+    const REQUIRED: [(&str, &str); 4] = [
+        ("specversion", "1.0"),
+        ("id", "e-1"),
+        ("source", "/s"),
+        ("type", "t"),
+    ];
+
+    /// A structured event with every required attribute, except that with `Some((attribute,
+    /// value))` that attribute is left out (`value` `None`) or has the JSON text `value`.
+    fn event_json(lacking: Option<(&str, Option<&str>)>) -> String {
+        let (attribute, value) = lacking.unwrap_or_default();
+        let mut members: Vec<String> = REQUIRED
+            .iter()
+            .filter(|(name, _)| *name != attribute)
+            .map(|(name, value)| format!("\"{name}\":\"{value}\""))
+            .collect();
+        if let Some(value) = value {
+            members.push(format!("\"{attribute}\":{value}"));
+        }
+        members.push("\"data\":1".into());
+        format!("{{{}}}", members.join(","))
+    }
+
+    /// Checks the refusal of an event whose `attribute` was left out (`value` `None` or
+    /// `null`) or empty: it names the attribute.
+    fn assert_refused(result: &Result<Event, EventError>, attribute: &str, value: Option<&str>) {
+        match (value, result) {
+            (None | Some("null"), Err(EventError::MissingAttribute(name))) => {
+                assert_eq!(*name, attribute)
+            }
+            (Some(r#""""#), Err(EventError::Invalid(detail))) => {
+                assert!(detail.contains(&format!("`{attribute}`")), "{detail}")
+            }
+            _ => panic!("{attribute} = {value:?}: {result:?}"),
+        }
+    }
+
+    /// Each way of lacking a required attribute: left out, `null`, empty.
+    const LACKING: [Option<&str>; 3] = [None, Some("null"), Some(r#""""#)];
+
+    #[test]
+    fn structured_refuses_a_missing_or_empty_required_attribute() {
+        for (attribute, _) in REQUIRED {
+            for value in LACKING {
+                let body = Bytes::from(event_json(Some((attribute, value))));
+                assert_refused(
+                    &parse_structured(&body, &body, &defaults()),
+                    attribute,
+                    value,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batch_refuses_the_entry_lacking_a_required_attribute_alone() {
+        let valid = event_json(None);
+        for (attribute, _) in REQUIRED {
+            for value in LACKING {
+                let entry = event_json(Some((attribute, value)));
+                let body = Bytes::from(format!("[{valid},{entry},{valid}]"));
+                let results = parse_batch_json(&body, &defaults()).unwrap();
+                assert_eq!(results.len(), 3);
+                assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+                assert_refused(&results[1], attribute, value);
+            }
+        }
+    }
+
+    #[test]
+    fn ndjson_refuses_the_line_lacking_a_required_attribute_alone() {
+        let valid = event_json(None);
+        for (attribute, _) in REQUIRED {
+            for value in LACKING {
+                let line = event_json(Some((attribute, value)));
+                let body = Bytes::from(format!("{valid}\n{line}\n{valid}\n"));
+                let results = parse_ndjson(&body, &defaults());
+                assert_eq!(results.len(), 3);
+                assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+                assert_refused(&results[1], attribute, value);
+            }
+        }
+    }
+
+    #[test]
+    fn structured_fills_in_only_time_and_datacontenttype() {
+        let d = Defaults {
+            id_seed: Some("key-1".into()),
+            ..defaults()
+        };
+        let body = Bytes::from(event_json(None));
+        let e = parse_structured(&body, &body, &d).unwrap();
+        assert_eq!(
+            (e.id.as_str(), e.source.as_str(), e.ty.as_str()),
+            ("e-1", "/s", "t")
+        );
+        assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+        assert!(e.time.is_some());
     }
 
     #[test]
     fn structured_extensions_may_be_numbers_and_null_means_absent() {
         let body = Bytes::from_static(
-            br#"{"specversion":"1.0","id":null,"subject":null,"count":42,"flag":true}"#,
+            br#"{"specversion":"1.0","id":"a","source":"s","type":"t","subject":null,"count":42,"flag":true}"#,
         );
-        let event = parse_structured(&body, &body, &defaults(), 0).unwrap();
-        assert!(!event.id.is_empty(), "a null id is filled in");
+        let event = parse_structured(&body, &body, &defaults()).unwrap();
         assert_eq!(event.subject, None);
         assert_eq!(event.extension("count"), Some("42"));
         assert_eq!(event.extension("flag"), Some("true"));
@@ -520,7 +653,7 @@ mod tests {
     #[test]
     fn batch_entries_fail_alone() {
         let body = Bytes::from_static(
-            br#"[{"specversion":"1.0","data":1},{"nope":true},{"specversion":"1.0","data":2}]"#,
+            br#"[{"specversion":"1.0","id":"a","source":"s","type":"t","data":1},{"nope":true},{"specversion":"1.0","id":"b","source":"s","type":"t","data":2}]"#,
         );
         let results = parse_batch_json(&body, &defaults()).unwrap();
         assert_eq!(results.len(), 3);
@@ -531,7 +664,7 @@ mod tests {
     #[test]
     fn ndjson_lines_fail_alone() {
         let body = Bytes::from_static(
-            b"{\"specversion\":\"1.0\",\"data\":1}\r\n\n{broken\n{\"specversion\":\"1.0\",\"data\":2}\n",
+            b"{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"s\",\"type\":\"t\",\"data\":1}\r\n\n{broken\n{\"specversion\":\"1.0\",\"id\":\"b\",\"source\":\"s\",\"type\":\"t\",\"data\":2}\n",
         );
         let results = parse_ndjson(&body, &defaults());
         assert_eq!(results.len(), 3);

@@ -159,7 +159,7 @@ mod tests {
             event(Some("text/plain"), b"\"quoted\""),
         ] {
             let body = Bytes::from(to_json(&original));
-            let back = super::super::parse_structured(&body, &body, &defaults, 0).unwrap();
+            let back = super::super::parse_structured(&body, &body, &defaults).unwrap();
             assert_eq!(back.data, original.data);
             assert_eq!(back.datacontenttype, original.datacontenttype);
         }
@@ -186,7 +186,7 @@ mod tests {
         ]);
         let defaults = defaults();
         let body = Bytes::from(to_json(&original));
-        let back = super::super::parse_structured(&body, &body, &defaults, 0).unwrap();
+        let back = super::super::parse_structured(&body, &body, &defaults).unwrap();
         assert_eq!(back, original);
 
         let mut batch = b"[".to_vec();
@@ -208,7 +208,7 @@ mod tests {
         let original = event(Some("application/json"), br#"{"x":1}"#);
         let body = Bytes::from(to_json(&original));
         let defaults = defaults();
-        let back = super::super::parse_structured(&body, &body, &defaults, 0).unwrap();
+        let back = super::super::parse_structured(&body, &body, &defaults).unwrap();
         assert_eq!(back.id, original.id);
         assert_eq!(back.data, original.data);
         assert_eq!(back.partition_key(), original.partition_key());
