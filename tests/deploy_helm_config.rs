@@ -1,6 +1,6 @@
 //! `helm/sidebus` values rendered into the sidebus config of the chart's ConfigMap (by Helm's
 //! own engine, checked as in `tests/deploy_helm.rs`): brokers, subscriptions and limits from the
-//! values, and the values example in the README's Deploy section.
+//! values, and the values example in the Deploy section of docs/operations.md.
 //!
 //! The Python tools are pinned in `tests/deploy/requirements.txt`; `.ci/run` installs them.
 
@@ -89,17 +89,17 @@ fn helm_chart_renders_brokers_subscriptions_and_limits_into_a_valid_config() {
     assert_ne!(checksum(&rendered), checksum(&default));
 }
 
-/// The values example in the README's Deploy section renders, as the README says.
+/// The values example in the docs' Deploy section renders, as the docs say.
 #[test]
-fn helm_chart_renders_the_readme_example() {
-    let readme = read("README.md");
-    let deploy = &readme[readme
+fn helm_chart_renders_the_documented_example() {
+    let operations = read("docs/operations.md");
+    let deploy = &operations[operations
         .find("\n## Deploy")
-        .expect("README has a Deploy section")..];
+        .expect("docs/operations.md has a Deploy section")..];
     let helm = &deploy[deploy.find("### Kubernetes (Helm)").expect("a Helm part")..];
     let start = helm.find("```yaml\n").expect("a values example") + "```yaml\n".len();
     let example = &helm[start..start + helm[start..].find("```").unwrap()];
-    let values = yaml(example, "the README's values example");
+    let values = yaml(example, "the docs' values example");
     let rendered = render(values.clone());
     let config = check_workload(
         &rendered,

@@ -2,7 +2,7 @@
 # Contract run: schemathesis generates requests from openapi/openapi.yaml and sends them to a live
 # sidebus (debug build, memory broker, API token set); every response must be documented and
 # match its schema, and none may be a 5xx. Afterwards sidebus must not have panicked and must
-# still shut down cleanly. See README.md ("Contract run").
+# still shut down cleanly. See docs/development.md ("Contract run").
 #
 # Runs inside a private network namespace with only loopback up, so the webhook subscriptions
 # schemathesis creates (arbitrary http/https endpoints) can reach nothing beyond this machine's
