@@ -1,4 +1,4 @@
-//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by `tests/fuzz_corpus.rs`, which
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by `tests/it/fuzz_corpus.rs`, which
 //! replays their committed corpora. Each takes one raw fuzzer input, runs it through the code
 //! under test, panics when an invariant breaks and returns whether the input was accepted. Not
 //! a supported API.

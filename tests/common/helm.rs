@@ -1,8 +1,8 @@
 //! `helm/sidebus` rendered and linted by Helm's own Go engine (Helm v4 through
 //! `helm-python-sdk`, driven by `tests/deploy/tools.py`), every object checked against the
 //! Kubernetes schemas, and the checks every rendering gets: the Deployment, probes, Services,
-//! ConfigMap and ServiceMonitor. Shared by `tests/deploy_helm.rs` and
-//! `tests/deploy_helm_config.rs`.
+//! ConfigMap and ServiceMonitor. Shared by `tests/it/deploy_helm.rs` and
+//! `tests/it/deploy_helm_config.rs`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
 //! Shared integration-test helpers: start sidebus in-process on port 0 against real brokers.
-#![allow(dead_code)]
 
 pub mod brokers;
 pub mod deploy;
@@ -13,7 +12,6 @@ pub mod steady;
 pub mod tls;
 pub mod tls_proxy;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use sidebus::{AppState, RawConfig};
@@ -23,8 +21,6 @@ use tokio::sync::oneshot;
 pub struct TestServer {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub base: String,
-    /// The listening address.
-    pub addr: SocketAddr,
     /// The state behind the server, for reaching the memory broker.
     pub state: AppState,
     /// A keep-alive HTTP client.
@@ -62,7 +58,6 @@ impl TestServer {
         });
         Self {
             base: format!("http://{addr}"),
-            addr,
             state,
             http: reqwest::Client::new(),
             stop: Some(stop),

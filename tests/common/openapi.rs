@@ -1,7 +1,7 @@
 //! `openapi/openapi.yaml` loaded, and the checks made against it: a real answer held to the
 //! documented status, headers and body schema (with a small JSON Schema checker), the routes
-//! sidebus serves, and the config the OpenAPI tests serve. Shared by `tests/openapi_spec.rs` and
-//! `tests/openapi_routes.rs`.
+//! sidebus serves, and the config the OpenAPI tests serve. Shared by `tests/it/openapi_spec.rs` and
+//! `tests/it/openapi_routes.rs`.
 
 use std::collections::BTreeSet;
 use std::path::Path;

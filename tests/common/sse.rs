@@ -1,6 +1,6 @@
 //! An SSE client for the tests: a plain streaming HTTP client that parses the stream as the SSE
 //! spec says, and the requests, publishes and config the SSE tests share. Shared by
-//! `tests/sse.rs` and `tests/sse_resume.rs`.
+//! `tests/it/sse.rs` and `tests/it/sse_resume.rs`.
 
 use std::collections::VecDeque;
 use std::pin::Pin;

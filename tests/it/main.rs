@@ -1,0 +1,41 @@
+//! Integration tests against real brokers, one module per concern; `common` holds the helpers
+//! (sidebus started on port 0, broker clients, receivers, deploy tooling).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod amqp_tls;
+mod backpressure;
+mod cli;
+mod consume_amqp;
+mod consume_kafka;
+mod deploy_compose;
+mod deploy_helm;
+mod deploy_helm_config;
+mod deploy_image;
+mod deploy_receiver;
+mod fuzz_corpus;
+mod memory_bounds;
+mod metrics;
+mod nats_tls;
+mod openapi_routes;
+mod openapi_spec;
+mod otlp;
+mod outage;
+mod overload;
+mod publish_amqp;
+mod publish_kafka;
+mod publish_memory;
+mod publish_nats;
+mod security;
+mod shutdown;
+mod sse;
+mod sse_browser;
+mod sse_resume;
+mod webhook_brokers;
+mod webhook_kafka;
+mod webhook_kill;
+mod webhook_memory;
+mod webhook_nats;
+mod webhook_order;
+mod webhook_tls;
