@@ -38,7 +38,7 @@ fn defaults() -> Defaults {
         max_event: 4096,
         partition_key: Some("fuzz".into()),
         id_seed: Some("fuzz".into()),
-        trace: Some(crate::trace::TraceContext {
+        trace: Some(crate::event::trace::TraceContext {
             traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
             tracestate: None,
         }),

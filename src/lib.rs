@@ -7,22 +7,16 @@ pub mod api;
 pub mod backend;
 pub mod config;
 pub mod delivery;
-pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(feature = "otlp")]
-pub mod otlp;
 pub mod pipeline;
-pub mod state;
 pub mod telemetry;
-pub mod topic;
-pub mod trace;
 
 use std::future::Future;
 
 pub use config::{Config, RawConfig};
-pub use state::AppState;
+pub use api::AppState;
 
 /// The HTTP application over `state`; tests serve it on port 0.
 pub fn app(state: AppState) -> axum::Router {

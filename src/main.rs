@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let tracing = sidebus::telemetry::init(log_json, &config.telemetry)?;
+    let tracing = sidebus::telemetry::tracing::init(log_json, &config.telemetry)?;
     let result = sidebus::run(config, shutdown_signal()).await;
     tracing.shutdown();
     result.context("sidebus stopped with an error")?;

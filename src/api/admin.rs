@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::pipeline::RETRY_AFTER;
-use crate::state::AppState;
+use crate::api::AppState;
 
 /// One entry of `GET /v1/brokers`.
 #[derive(Debug, Serialize)]

@@ -6,8 +6,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::api::error::ApiError;
+use crate::api::AppState;
 
 /// Requires `Authorization: Bearer <access.api_token>` on `/v1` paths when a token is set.
 /// The comparison takes the same time whatever prefix of the token matches.

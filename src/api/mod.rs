@@ -2,10 +2,12 @@
 
 mod admin;
 mod auth;
+pub mod error;
 mod extract;
 pub mod idempotency;
 mod publish;
 mod sse;
+mod state;
 mod subscriptions;
 
 use axum::extract::DefaultBodyLimit;
@@ -13,8 +15,8 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 
 use crate::delivery::sse::Streams;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::api::error::ApiError;
+pub use state::AppState;
 
 /// Every route served, as `(method, path)` in OpenAPI path syntax; the router is built from
 /// these paths and a test holds `openapi/openapi.yaml` to the same set.

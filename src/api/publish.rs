@@ -15,13 +15,14 @@ use tracing::Instrument;
 use super::extract::{Path, Query};
 use super::idempotency::{parse_key, Begin, Claim, Stored};
 use crate::backend::{Outbound, Position, PublishResult};
-use crate::error::{ApiError, Problem};
+use crate::api::error::{ApiError, Problem};
 use crate::event::{self, Defaults, Event, EventError};
 use crate::pipeline::meters::{status_label, Mode};
-use crate::state::{AppState, Broker};
+use crate::api::AppState;
+use crate::pipeline::Broker;
 use crate::telemetry;
-use crate::topic::validate_topic;
-use crate::trace::TraceContext;
+use crate::config::topic::validate_topic;
+use crate::event::trace::TraceContext;
 
 const STRUCTURED: &str = "application/cloudevents+json";
 const BATCH_JSON: &str = "application/cloudevents-batch+json";
@@ -256,8 +257,8 @@ where
     let started = Instant::now();
     let (broker, topic) = (call.broker, call.topic);
     let span = tracing::debug_span!("publish", %broker, %topic, mode = mode.label());
-    let incoming = crate::trace::from_headers(call.headers);
-    let trace = crate::trace::adopt(&span, incoming.as_ref()).or(incoming);
+    let incoming = crate::event::trace::from_headers(call.headers);
+    let trace = crate::telemetry::tracing::adopt(&span, incoming.as_ref()).or(incoming);
     let response = work(call, trace)
         .instrument(span)
         .await

@@ -11,13 +11,14 @@ use axum::Extension;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::extract::{Path, Query};
-use crate::backend::consume::{ConsumeError, StartFrom};
+use crate::backend::consume::ConsumeError;
+use crate::config::StartFrom;
 use crate::config::SseConfig;
 use crate::delivery::sse::{self, StreamRequest, Streams};
-use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::api::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::pipeline::RETRY_AFTER;
-use crate::state::AppState;
-use crate::topic::validate_topic;
+use crate::api::AppState;
+use crate::config::topic::validate_topic;
 
 /// The media type of the stream.
 pub const EVENT_STREAM: &str = "text/event-stream";

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::extract::Path;
-use crate::delivery::{RegistryError, SubscriptionSpec};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::config::SubscriptionSpec;
+use crate::delivery::RegistryError;
+use crate::api::error::ApiError;
+use crate::api::AppState;
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {

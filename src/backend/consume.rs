@@ -7,18 +7,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
+/// Where a group starts is part of the subscription it serves (config), and of every [`GroupSpec`].
+pub use crate::config::StartFrom;
 use crate::event::Event;
-
-/// Where a consumer group starts when it has no committed position yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartFrom {
-    /// Only events published after the subscription starts.
-    #[default]
-    Latest,
-    /// Everything the broker still holds.
-    Earliest,
-}
 
 /// What a group subscription asks of the broker.
 #[derive(Debug, Clone)]

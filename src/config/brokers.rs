@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, positive, ConfigError};
-use crate::topic::validate_topic;
+use crate::config::topic::validate_topic;
 
 /// One broker, chosen by `kind`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,10 @@ mod idempotency;
 mod limits;
 mod pipeline;
 mod sse;
+pub mod subscription;
 mod telemetry;
+pub mod topic;
+mod whole;
 
 pub use access::AccessConfig;
 pub use brokers::{AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig};
@@ -17,6 +20,7 @@ pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use sse::{RawSse, SseConfig};
+pub use subscription::{StartFrom, SubscriptionSpec};
 pub use telemetry::{OtlpConfig, OtlpProtocol, RawTelemetry, TelemetryConfig};
 
 use std::collections::BTreeMap;
@@ -28,7 +32,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::SubscriptionSpec;
 use brokers::validate_broker;
 use error::EnvSource;
 
@@ -247,7 +250,7 @@ impl RawConfig {
                 .as_deref()
                 .ok_or_else(|| invalid(format!("subscriptions[{i}].name"), "is required"))?;
             let key = |field: &str| format!("subscriptions[{i}] ({name}).{field}");
-            crate::delivery::spec::validate_name(name)
+            crate::config::subscription::validate_name(name)
                 .map_err(|e| invalid(key("name"), e.reason))?;
             if !names.insert(name) {
                 return Err(invalid(key("name"), "is used twice"));

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::spec::{validate_name, SpecError, SubscriptionSpec};
+use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use super::status::{Status, StatusView};
 use super::webhook::client::WebhookClient;
 use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
-use crate::state::Broker;
+use crate::pipeline::Broker;
 
 /// Where a subscription was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,6 +6,7 @@
 
 mod parse;
 mod structured;
+pub mod trace;
 
 use bytes::Bytes;
 

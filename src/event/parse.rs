@@ -36,7 +36,7 @@ pub struct Defaults {
     /// carry none. The publish API starts one trace per request that brings none, shared by
     /// its events as a request's own context would be; with `None` here every event that
     /// carries none starts a trace of its own.
-    pub trace: Option<crate::trace::TraceContext>,
+    pub trace: Option<crate::event::trace::TraceContext>,
 }
 
 impl Defaults {
@@ -84,7 +84,7 @@ impl Defaults {
             let trace = self
                 .trace
                 .clone()
-                .unwrap_or_else(crate::trace::TraceContext::new_root);
+                .unwrap_or_else(crate::event::trace::TraceContext::new_root);
             event.set_extension("traceparent", trace.traceparent);
             if let Some(state) = trace.tracestate {
                 event.set_extension("tracestate", state);

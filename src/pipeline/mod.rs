@@ -6,6 +6,7 @@
 //! pipeline is refused at once (429) instead of queueing.
 
 mod batcher;
+mod broker;
 mod bound;
 pub mod meters;
 
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backend::{Backend, Outbound, PublishResult};
 use crate::config::PipelineConfig;
 pub use bound::Exhausted;
+pub use broker::Broker;
 use bound::{Bound, Share};
 use meters::BrokerMeters;
 

@@ -227,7 +227,7 @@ async fn a_request_without_trace_context_starts_one_trace_for_its_events() {
         .collect();
     assert_eq!(traces.len(), 6);
     assert!(
-        sidebus::trace::is_valid(&traces[0]),
+        sidebus::event::trace::is_valid(&traces[0]),
         "a new trace: {}",
         traces[0]
     );

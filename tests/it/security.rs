@@ -152,7 +152,7 @@ async fn traceparent_on_publish_arrives_continued_at_the_webhook() {
         .unwrap();
     let fresh = second.header("ce-traceparent").unwrap();
     assert!(
-        sidebus::trace::is_valid(&fresh),
+        sidebus::event::trace::is_valid(&fresh),
         "a new trace for a request without one: {fresh}"
     );
 }

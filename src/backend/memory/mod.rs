@@ -152,7 +152,8 @@ impl Backend for MemoryBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::consume::{Delivery, StartFrom};
+    use crate::backend::consume::Delivery;
+    use crate::config::StartFrom;
     use bytes::Bytes;
     use std::sync::Arc;
 

@@ -27,9 +27,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::consume::{ConsumeError, GroupSpec, StartFrom};
+use crate::backend::consume::{ConsumeError, GroupSpec};
+use crate::config::StartFrom;
 use crate::config::{BrokerConfig, SseConfig};
-use crate::state::Broker;
+use crate::pipeline::Broker;
 use pump::Pump;
 
 pub use body::{render, SseStream};

@@ -4,10 +4,11 @@
 use super::cursor::Position;
 #[cfg(feature = "kafka")]
 use super::kafka;
-use crate::backend::consume::{ConsumeError, Consumer, ReadFrom, StartFrom};
+use crate::backend::consume::{ConsumeError, Consumer, ReadFrom};
+use crate::config::StartFrom;
 use crate::backend::memory::MemoryBackend;
 use crate::config::BrokerConfig;
-use crate::state::Broker;
+use crate::pipeline::Broker;
 
 /// Where a stream starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::request::{self, SigningKey};
 use super::RunState;
 use crate::backend::consume::Delivery;
 use crate::backend::Outbound;
-use crate::delivery::spec::{Ordering, SubscriptionSpec};
+use crate::config::subscription::{Ordering, SubscriptionSpec};
 use crate::delivery::status::Status;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
@@ -145,12 +145,12 @@ impl Worker {
         );
         if !span.is_disabled() {
             let incoming = deliveries.first().and_then(|d| {
-                Some(crate::trace::TraceContext {
+                Some(crate::event::trace::TraceContext {
                     traceparent: d.event.extension("traceparent")?.to_string(),
                     tracestate: d.event.extension("tracestate").map(str::to_string),
                 })
             });
-            crate::trace::adopt(&span, incoming.as_ref());
+            crate::telemetry::tracing::adopt(&span, incoming.as_ref());
         }
         self.deliver_traced(deliveries).instrument(span).await
     }

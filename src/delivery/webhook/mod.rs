@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::consume::{ConsumeError, Consumer, Delivery, GroupSpec};
 use crate::backend::Backend;
-use crate::delivery::spec::ContentMode;
+use crate::config::subscription::ContentMode;
 
 pub use attempt::Worker;
 

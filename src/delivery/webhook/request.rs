@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::delivery::spec::ContentMode;
+use crate::config::subscription::ContentMode;
 use crate::event::{self, prefixed_name, Event, Prefix};
 
 /// Characters percent-encoded in `ce-*` header values (CloudEvents HTTP binding §3.1.3.2):
@@ -126,7 +126,7 @@ pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
     // The delivery is a hop of the publisher's trace: same trace id, a new parent id.
     if let Some((n, v)) = first
         .extension("traceparent")
-        .and_then(crate::trace::hop)
+        .and_then(crate::telemetry::tracing::hop)
         .and_then(|child| header("traceparent", &child))
     {
         headers.insert(n, v);

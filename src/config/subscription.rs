@@ -6,8 +6,18 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::consume::StartFrom;
-use crate::topic::validate_topic;
+use crate::config::topic::validate_topic;
+
+/// Where a consumer group starts when it has no committed position yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// Only events published after the subscription starts.
+    #[default]
+    Latest,
+    /// Everything the broker still holds.
+    Earliest,
+}
 
 /// How deliveries are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,7 +50,7 @@ pub enum ContentMode {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
-    #[serde(deserialize_with = "super::whole::deserialize")]
+    #[serde(deserialize_with = "crate::config::whole::deserialize")]
     pub max_attempts: u32,
     /// Delay before the second attempt.
     #[serde(with = "humantime_serde")]
@@ -85,7 +95,7 @@ pub struct SubscriptionSpec {
     /// Most events being delivered at once; in batch mode, most batch requests at once.
     #[serde(
         default = "default_max_in_flight",
-        deserialize_with = "super::whole::deserialize"
+        deserialize_with = "crate::config::whole::deserialize"
     )]
     pub max_in_flight: usize,
     /// Time allowed for one webhook request.
@@ -103,7 +113,7 @@ pub struct SubscriptionSpec {
     /// Most events per request in batch mode.
     #[serde(
         default = "default_max_batch",
-        deserialize_with = "super::whole::deserialize"
+        deserialize_with = "crate::config::whole::deserialize"
     )]
     pub max_batch: usize,
     /// Standard Webhooks signing secret (`whsec_` + base64); deliveries are signed when set.
@@ -113,7 +123,7 @@ pub struct SubscriptionSpec {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::whole::option"
+        deserialize_with = "crate::config::whole::option"
     )]
     pub rate_limit: Option<u32>,
 }

@@ -60,33 +60,6 @@ impl TraceContext {
     }
 }
 
-/// Makes `span`, not yet entered, the hop of `incoming` in the exported trace and returns the
-/// context the work inside it hands on: the span's own ids when spans are exported (cargo
-/// feature `otlp` with `telemetry.otlp_endpoint`), otherwise `None`.
-pub fn adopt(span: &tracing::Span, incoming: Option<&TraceContext>) -> Option<TraceContext> {
-    #[cfg(feature = "otlp")]
-    return crate::otlp::adopt(span, incoming);
-    #[cfg(not(feature = "otlp"))]
-    {
-        let _ = (span, incoming);
-        None
-    }
-}
-
-/// The `traceparent` sidebus sends on for an event that carries `traceparent`: the current
-/// span's when spans are exported and it is part of that trace, otherwise the same trace with a
-/// new parent id.
-pub fn hop(traceparent: &str) -> Option<String> {
-    #[cfg(feature = "otlp")]
-    if let Some(own) = crate::otlp::current() {
-        let trace_id = |tp: &str| tp.split('-').nth(1).map(str::to_owned);
-        if is_valid(traceparent) && trace_id(&own.traceparent) == trace_id(traceparent) {
-            return Some(own.traceparent);
-        }
-    }
-    TraceContext::child_of(traceparent)
-}
-
 /// The trace context of a request's `traceparent`/`tracestate` headers, if valid.
 pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
     let traceparent = headers

@@ -6,22 +6,12 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::api::idempotency::IdempotencyStore;
-use crate::backend::{self, Backend, BackendSettings, BuildError};
+use super::idempotency::IdempotencyStore;
+use crate::backend::{self, BackendSettings, BuildError};
 use crate::config::Config;
 use crate::delivery::Registry;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Broker, Pipeline};
 use crate::telemetry;
-
-/// One configured broker.
-pub struct Broker {
-    /// Name from the config; the `{broker}` path segment.
-    pub name: String,
-    /// The adapter.
-    pub backend: Arc<dyn Backend>,
-    /// Its publish pipeline.
-    pub pipeline: Pipeline,
-}
 
 /// Shared state behind every handler; cheap to clone.
 #[derive(Clone)]

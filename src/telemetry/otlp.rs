@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::{OtlpConfig, OtlpProtocol};
-use crate::trace::TraceContext;
+use crate::event::trace::TraceContext;
 
 /// The exporter could not be set up.
 #[derive(Debug, thiserror::Error)]

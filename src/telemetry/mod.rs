@@ -1,4 +1,9 @@
-//! Metric names (all in one place) and the setup of metrics and logs.
+//! Metric names (all in one place) and the Prometheus recorder; logs, spans and their OTLP
+//! export are set up in [`tracing`].
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
+pub mod tracing;
 
 use std::sync::OnceLock;
 
@@ -114,72 +119,4 @@ fn describe() {
     describe_gauge!(DELIVERY_IN_FLIGHT, "Events being delivered");
     describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
     describe_gauge!(CONSUMER_LAG, "Events on the broker not yet received");
-}
-
-/// The span exporter, kept until the server has stopped so [`Tracing::shutdown`] can flush it.
-#[must_use = "dropping it loses the spans not yet exported"]
-pub struct Tracing {
-    #[cfg(feature = "otlp")]
-    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
-}
-
-impl Tracing {
-    /// Exports the spans still buffered and stops the exporter.
-    pub fn shutdown(self) {
-        #[cfg(feature = "otlp")]
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
-                tracing::warn!("exporting the last spans failed: {e}");
-            }
-        }
-    }
-}
-
-/// Tracing could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    /// The OTLP exporter could not be built from `[telemetry]`.
-    #[cfg(feature = "otlp")]
-    #[error(transparent)]
-    Otlp(#[from] crate::otlp::OtlpError),
-}
-
-/// Sets up logs — a `RUST_LOG`-style filter from `SIDEBUS_LOG` (default `info`), JSON lines when
-/// `json` is true — and, when `telemetry.otlp_endpoint` is set, the export of sidebus's spans
-/// whatever the log level.
-pub fn init(
-    json: bool,
-    #[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
-    config: &crate::config::TelemetryConfig,
-) -> Result<Tracing, TelemetryError> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIDEBUS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = if json {
-        tracing_subscriber::fmt::layer().json().boxed()
-    } else {
-        tracing_subscriber::fmt::layer().boxed()
-    };
-    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
-    #[cfg(feature = "otlp")]
-    if let Some(otlp) = &config.otlp {
-        let provider = crate::otlp::provider(otlp)?;
-        let spans = crate::otlp::layer(&provider).with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("sidebus", tracing::Level::DEBUG),
-        );
-        // Another subscriber may already be installed (embedding); it then keeps the spans.
-        let _ = registry.with(spans).try_init();
-        return Ok(Tracing {
-            provider: Some(provider),
-        });
-    }
-    let _ = registry.try_init();
-    Ok(Tracing {
-        #[cfg(feature = "otlp")]
-        provider: None,
-    })
 }
