@@ -15,8 +15,8 @@ pub mod telemetry;
 
 use std::future::Future;
 
-pub use config::{Config, RawConfig};
 pub use api::AppState;
+pub use config::{Config, RawConfig};
 
 /// The HTTP application over `state`; tests serve it on port 0.
 pub fn app(state: AppState) -> axum::Router {

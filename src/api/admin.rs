@@ -7,8 +7,8 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::api::error::ApiError;
-use crate::pipeline::RETRY_AFTER;
 use crate::api::AppState;
+use crate::pipeline::RETRY_AFTER;
 
 /// One entry of `GET /v1/brokers`.
 #[derive(Debug, Serialize)]

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::backend::PublishError;
+use crate::delivery::RegistryError;
 use crate::event::EventError;
 use crate::pipeline::{SubmitError, RETRY_AFTER};
 
@@ -46,6 +47,15 @@ pub enum ApiError {
     /// An `Idempotency-Key` was reused with a different request (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The event breaks the schema its topic requires (422); `errors` points at each failing
+    /// member, as RFC 9457's `errors` extension does.
+    #[error("{detail}")]
+    SchemaViolation {
+        /// What went wrong, as a whole.
+        detail: String,
+        /// One entry per failing member.
+        errors: Vec<FieldError>,
+    },
     /// The pipeline is full; retry after the given delay (429).
     #[error("{0}")]
     TooManyRequests(String, Duration),
@@ -75,6 +85,18 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request, in words a user can act on.
     pub detail: String,
+    /// Where in the request it went wrong, one entry per member (RFC 9457 §3.2 extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One failing member of a request: a JSON Pointer into the (structured) event and why.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON Pointer (RFC 6901) to the member, e.g. `/data/total`.
+    pub pointer: String,
+    /// What is wrong with it.
+    pub detail: String,
 }
 
 impl ApiError {
@@ -89,7 +111,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::SchemaViolation { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(..) | ApiError::StateUnwritable(_) => {
@@ -113,6 +137,7 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported content type")
             }
             ApiError::Unprocessable(_) => ("idempotency-mismatch", "Idempotency key reused"),
+            ApiError::SchemaViolation { .. } => ("schema-violation", "Event violates its schema"),
             ApiError::TooManyRequests(..) => ("pipeline-full", "Pipeline full"),
             ApiError::BadGateway(_) => ("broker-rejected", "Broker rejected the event"),
             ApiError::Unavailable(..) => ("broker-unavailable", "Broker unavailable"),
@@ -129,6 +154,10 @@ impl ApiError {
             title: title.to_string(),
             status: self.status().as_u16(),
             detail: self.to_string(),
+            errors: match self {
+                ApiError::SchemaViolation { errors, .. } => errors.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -163,6 +192,17 @@ impl From<EventError> for ApiError {
             EventError::Invalid(msg) => ApiError::BadRequest(msg),
             e @ EventError::MissingAttribute(_) => ApiError::BadRequest(e.to_string()),
             e @ EventError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Spec(_) => ApiError::BadRequest(e.to_string()),
+            RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RegistryError::FromConfig(_) => ApiError::Conflict(e.to_string()),
+            RegistryError::Persist { .. } => ApiError::StateUnwritable(e.to_string()),
         }
     }
 }
@@ -205,5 +245,26 @@ mod tests {
         assert_eq!(problem.status, 429);
         assert_eq!(problem.problem_type, "urn:sidebus:problem:pipeline-full");
         assert_eq!(problem.detail, "full");
+        assert!(!String::from_utf8_lossy(&body).contains("errors"));
+    }
+
+    #[tokio::test]
+    async fn a_schema_violation_points_at_each_member() {
+        let error = ApiError::SchemaViolation {
+            detail: "the event breaks schema `orders`".into(),
+            errors: vec![FieldError {
+                pointer: "/data/total".into(),
+                detail: "\"x\" is not of type \"number\"".into(),
+            }],
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "urn:sidebus:problem:schema-violation");
+        assert_eq!(problem["errors"][0]["pointer"], "/data/total");
+        assert_eq!(problem["errors"].as_array().unwrap().len(), 1);
     }
 }

@@ -5,17 +5,20 @@ mod auth;
 pub mod error;
 mod extract;
 pub mod idempotency;
+mod observe;
 mod publish;
 mod sse;
 mod state;
 mod subscriptions;
+mod target;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 
-use crate::delivery::sse::Streams;
 use crate::api::error::ApiError;
+use crate::delivery::sse::Streams;
 pub use state::AppState;
 
 /// Every route served, as `(method, path)` in OpenAPI path syntax; the router is built from
@@ -64,9 +67,18 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         // reaches the route (any other OPTIONS request is still 405).
         sse_route = sse_route.options(method_not_allowed).layer(cors);
     }
-    Router::new()
+    // The layers a request passes, outermost first:
+    //  1. DefaultBodyLimit: bodies are read up to `limits.max_body`, then refused with 413;
+    //  2. the fallbacks: an unknown path is 404 and a known one with another method 405;
+    //  3. auth: `/v1` routes need the API token when one is configured (401);
+    //  4. observe (publish routes only): the `publish` span, the trace context the events carry,
+    //     and the request metrics per broker.
+    let publish = Router::new()
         .route(PUBLISH, post(publish::publish_one))
         .route(PUBLISH_BATCH, post(publish::publish_batch))
+        .route_layer(from_fn_with_state(state.clone(), observe::publish));
+    Router::new()
+        .merge(publish)
         .route(HEALTHZ, get(admin::healthz))
         .route(READYZ, get(admin::readyz))
         .route(METRICS, get(admin::metrics))
@@ -81,10 +93,7 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(SUBSCRIPTION_PAUSE, post(subscriptions::pause))
         .route(SUBSCRIPTION_RESUME, post(subscriptions::resume))
         .route(SUBSCRIBE_SSE, sse_route)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -11,14 +11,15 @@ use axum::Extension;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::extract::{Path, Query};
-use crate::backend::consume::ConsumeError;
-use crate::config::StartFrom;
-use crate::config::SseConfig;
-use crate::delivery::sse::{self, StreamRequest, Streams};
+use super::target::{resolve, Direction};
 use crate::api::error::{ApiError, Problem, PROBLEM_JSON};
-use crate::pipeline::RETRY_AFTER;
 use crate::api::AppState;
+use crate::backend::consume::ConsumeError;
 use crate::config::topic::validate_topic;
+use crate::config::SseConfig;
+use crate::config::StartFrom;
+use crate::delivery::sse::{self, StreamRequest, Streams};
+use crate::pipeline::RETRY_AFTER;
 
 /// The media type of the stream.
 pub const EVENT_STREAM: &str = "text/event-stream";
@@ -55,20 +56,7 @@ async fn open(
             "this route answers only text/event-stream; send `Accept: text/event-stream`",
         ));
     }
-    let found = state
-        .broker(broker)
-        .ok_or_else(|| ApiError::NotFound(format!("no broker named `{broker}` is configured")))?;
-    validate_topic(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    found
-        .backend
-        .check_topic(topic)
-        .map_err(ApiError::BadRequest)?;
-    if !state.config().access.may_subscribe(topic) {
-        return Err(ApiError::Forbidden(format!(
-            "subscribing to topic `{topic}` is not allowed (access.subscribe)"
-        ))
-        .into());
-    }
+    let found = resolve(state, broker, topic, Direction::Subscribe)?;
     let request = parse(found.backend.kind(), topic, params, headers)?;
     let Some(slot) = streams.try_acquire() else {
         return Err(Refusal::custom(
@@ -230,6 +218,7 @@ impl Refusal {
         Refusal::Custom {
             status,
             problem: Problem {
+                errors: Vec::new(),
                 problem_type: format!("urn:sidebus:problem:{slug}"),
                 title: title.to_string(),
                 status: status.as_u16(),

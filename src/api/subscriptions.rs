@@ -1,43 +1,21 @@
 //! `/v1/subscriptions`: webhook subscriptions managed at runtime.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::extract::Path;
-use crate::config::SubscriptionSpec;
-use crate::delivery::RegistryError;
+use super::extract::{JsonBody, Path};
 use crate::api::error::ApiError;
 use crate::api::AppState;
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Spec(_) => ApiError::BadRequest(e.to_string()),
-            RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            RegistryError::FromConfig(_) => ApiError::Conflict(e.to_string()),
-            RegistryError::Persist { .. } => ApiError::StateUnwritable(e.to_string()),
-        }
-    }
-}
+use crate::config::SubscriptionSpec;
 
 /// `PUT /v1/subscriptions/{name}`: create (201) or replace (200); the same spec again is a no-op.
 pub async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<SubscriptionSpec>, JsonRejection>,
+    JsonBody(spec): JsonBody<SubscriptionSpec>,
 ) -> Result<Response, ApiError> {
-    let Json(spec) = body.map_err(|e| match e {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::UnsupportedMediaType("a subscription is application/json".into())
-        }
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::TooLarge("the subscription body exceeds limits.max_body".into())
-        }
-        other => ApiError::BadRequest(format!("invalid subscription: {}", other.body_text())),
-    })?;
     if spec.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::BadRequest(
             "subscription field `name`: must match the name in the path (or be left out)".into(),

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use super::status::{Status, StatusView};
 use super::webhook::client::WebhookClient;
 use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
+use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::pipeline::Broker;
 
 /// Where a subscription was declared.

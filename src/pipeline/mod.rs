@@ -6,8 +6,8 @@
 //! pipeline is refused at once (429) instead of queueing.
 
 mod batcher;
-mod broker;
 mod bound;
+mod broker;
 pub mod meters;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backend::{Backend, Outbound, PublishResult};
 use crate::config::PipelineConfig;
 pub use bound::Exhausted;
-pub use broker::Broker;
 use bound::{Bound, Share};
+pub use broker::Broker;
 use meters::BrokerMeters;
 
 /// How long a refused publisher is told to wait before retrying.

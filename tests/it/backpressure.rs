@@ -1,7 +1,6 @@
 //! A full pipeline answers 429 with Retry-After at once, and takes events again once the broker
 //! acknowledges what it holds.
 
-
 use std::time::Duration;
 
 use crate::common::brokers::PrivateNats;
@@ -27,7 +26,7 @@ async fn behind_private_nats(head: &str, broker: &str) -> (PrivateNats, TestServ
 async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
     let (nats, server, path) = behind_private_nats(
         "limits = { max_batch = 4, pipeline_depth = 4 }\n[pipeline]\nack_timeout = \"60s\"",
-        "jobs",
+        "backlogged",
     )
     .await;
 
@@ -57,18 +56,18 @@ async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
     assert!(started.elapsed() < Duration::from_secs(30));
     let metrics = server.metrics().await;
     assert!(
-        metrics.contains("sidebus_pipeline_depth{broker=\"jobs\"} 4"),
+        metrics.contains("sidebus_pipeline_depth{broker=\"backlogged\"} 4"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("sidebus_pipeline_rejected_total{broker=\"jobs\"} 2"),
+        metrics.contains("sidebus_pipeline_rejected_total{broker=\"backlogged\"} 2"),
         "{metrics}"
     );
 
     nats.thaw();
     server
         .state
-        .broker("jobs")
+        .broker("backlogged")
         .unwrap()
         .pipeline
         .settled()
@@ -81,8 +80,8 @@ async fn full_pipeline_is_429_then_drains_when_the_broker_answers() {
 
 #[tokio::test]
 async fn missing_acknowledgement_is_504() {
-    // Not `jobs`: metrics are process-wide, and this pipeline's depth gauge would overwrite the
-    // one the other test reads.
+    // Not `backlogged`: metrics are process-wide (one test binary), and this pipeline's depth
+    // gauge would overwrite the one the other test reads; each broker name here is unique.
     let (nats, server, path) =
         behind_private_nats("[pipeline]\nack_timeout = \"300ms\"", "stalled").await;
     nats.freeze();

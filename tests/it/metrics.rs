@@ -1,25 +1,39 @@
-//! `/metrics` after known traffic shows exactly that traffic.
-
+//! `/metrics` after known traffic shows exactly that traffic. The metrics recorder is
+//! process-wide, so sidebus runs as its own process here: the other tests of this binary add to
+//! the same series (`broker="unknown"`) in theirs.
 
 use std::time::Duration;
 
+use crate::common::metric_value;
+use crate::common::process::Sidebus;
 use crate::common::receiver::{Receiver, Reply};
-use crate::common::{metric_value, TestServer};
 use serde_json::json;
 
 #[tokio::test]
 async fn figures_match_the_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&format!(
-        "state_dir = \"{}\"\n[brokers.metered]\nkind = \"memory\"\n",
-        dir.path().display()
-    ))
+    let http = reqwest::Client::new();
+    let server = Sidebus::start(
+        &format!(
+            "state_dir = \"{}\"\n[brokers.metered]\nkind = \"memory\"\n",
+            dir.path().display()
+        ),
+        dir.path(),
+        &http,
+    )
     .await;
+    let url = |path: &str| format!("{}{path}", server.base);
+    let post = |path: &str, headers: &[(&str, &str)], body: &'static str| {
+        let mut request = http.post(url(path)).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        async move { request.send().await.expect("request reaches sidebus") }
+    };
     let receiver = Receiver::start().await;
     receiver.script("m-1", vec![Reply::Status(500)]);
-    let r = server
-        .http
-        .put(server.url("/v1/subscriptions/counted"))
+    let r = http
+        .put(url("/v1/subscriptions/counted"))
         .json(
             &json!({"broker":"metered","topic":"m","endpoint":receiver.url,"start":"earliest",
                       "retry":{"initial_backoff":"10ms","max_backoff":"10ms"}}),
@@ -29,29 +43,21 @@ async fn figures_match_the_traffic() {
         .unwrap();
     assert_eq!(r.status(), 201);
     for i in 0..3 {
-        let r = server
-            .post(
-                "/v1/publish/metered/m",
-                &[("ce-id", &format!("m-{i}"))],
-                "x",
-            )
-            .await;
+        let id = format!("m-{i}");
+        let r = post("/v1/publish/metered/m", &[("ce-id", &id)], "x").await;
         assert_eq!(r.status(), 200);
     }
-    let r = server
-        .post(
-            "/v1/publish/metered/m/batch",
-            &[("content-type", "application/x-ndjson")],
-            "{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"/s\",\"type\":\"t\"}\n\
+    let r = post(
+        "/v1/publish/metered/m/batch",
+        &[("content-type", "application/x-ndjson")],
+        "{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"/s\",\"type\":\"t\"}\n\
              {\"specversion\":\"1.0\",\"id\":\"m-4\",\"source\":\"/s\",\"type\":\"t\"}\n{bad\n",
-        )
-        .await;
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let r = server
-        .post("/v1/publish/metered/bad%20topic", &[], "x")
-        .await;
+    let r = post("/v1/publish/metered/bad%20topic", &[], "x").await;
     assert_eq!(r.status(), 400);
-    let r = server.post("/v1/publish/nowhere/t", &[], "x").await;
+    let r = post("/v1/publish/nowhere/t", &[], "x").await;
     assert_eq!(r.status(), 404);
     receiver
         .wait_until(Duration::from_secs(30), |r| {
@@ -61,15 +67,7 @@ async fn figures_match_the_traffic() {
     // The status read also refreshes the lag gauge.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let s: serde_json::Value = server
-            .http
-            .get(server.url("/v1/subscriptions/counted"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = server.get_json(&http, "/v1/subscriptions/counted").await;
         if s["status"]["delivered"] == 5 {
             assert_eq!(s["status"]["lag"], 0);
             break;
@@ -77,7 +75,14 @@ async fn figures_match_the_traffic() {
         assert!(std::time::Instant::now() < deadline, "{s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = server.metrics().await;
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let m = |series: &str| metric_value(&metrics, series);
     assert_eq!(
         m(r#"sidebus_publish_requests_total{broker="metered",mode="single",status="200"}"#),

@@ -5,9 +5,9 @@ use super::cursor::Position;
 #[cfg(feature = "kafka")]
 use super::kafka;
 use crate::backend::consume::{ConsumeError, Consumer, ReadFrom};
-use crate::config::StartFrom;
 use crate::backend::memory::MemoryBackend;
 use crate::config::BrokerConfig;
+use crate::config::StartFrom;
 use crate::pipeline::Broker;
 
 /// Where a stream starts.

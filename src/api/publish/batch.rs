@@ -1,0 +1,154 @@
+//! `POST /v1/publish/{broker}/{topic}/batch`: a JSON array or NDJSON of structured events, one
+//! result per entry in order; a malformed entry fails alone and the others are produced.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::Extension;
+use serde::Serialize;
+
+use super::replay::{claim_key, succeed};
+use super::{content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
+use crate::api::error::{ApiError, Problem};
+use crate::api::extract::{Body, Path, Query};
+use crate::api::observe::Trace;
+use crate::api::AppState;
+use crate::backend::{Outbound, Position, PublishResult};
+use crate::event::{self, Event, EventError};
+use crate::pipeline::RETRY_AFTER;
+
+/// One entry of a batch response.
+#[derive(Debug, Serialize)]
+struct EntryResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    status: u16,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+}
+
+/// Body of a batch response.
+#[derive(Debug, Serialize)]
+struct BatchResponse {
+    results: Vec<EntryResult>,
+    failed: usize,
+}
+
+/// `POST /v1/publish/{broker}/{topic}/batch`.
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    Path((broker, topic)): Path<(String, String)>,
+    Query(params): Query<PublishParams>,
+    Extension(trace): Extension<Trace>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Body, ApiError>,
+) -> Result<Response, ApiError> {
+    let request = prepare(&state, &broker, &topic, params, &headers, trace, body)?;
+    let body = &request.body;
+    let parsed: Vec<Result<Event, EventError>> = match content_type(&headers).as_str() {
+        BATCH_JSON => event::parse_batch_json(body, &request.defaults)?,
+        NDJSON => event::parse_ndjson(body, &request.defaults),
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "a batch is {BATCH_JSON} or {NDJSON}, not `{other}`"
+            )))
+        }
+    };
+    if parsed.is_empty() {
+        return Err(ApiError::BadRequest("the batch has no events".into()));
+    }
+    let max_batch = state.config().limits.max_batch;
+    if parsed.len() > max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "the batch has {} events; the limit (limits.max_batch) is {max_batch}",
+            parsed.len()
+        )));
+    }
+    let claim = match claim_key(&state, "batch", &uri, &headers, body)? {
+        Ok(claim) => claim,
+        Err(replay) => return Ok(replay),
+    };
+    let mut ids = Vec::with_capacity(parsed.len());
+    let mut outbound = Vec::with_capacity(parsed.len());
+    let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(parsed.len());
+    for entry in parsed {
+        match entry {
+            Ok(event) => {
+                ids.push(Some(event.id.clone()));
+                errors.push(None);
+                outbound.push(Outbound {
+                    topic: request.topic.clone(),
+                    event,
+                });
+            }
+            Err(e) => {
+                ids.push(None);
+                errors.push(Some(e.into()));
+            }
+        }
+    }
+    let accepted = outbound.len();
+    let waiting = if accepted > 0 {
+        request
+            .broker
+            .pipeline
+            .submit(outbound, !request.respond_async)?
+    } else {
+        None
+    };
+    let mut outcomes: std::vec::IntoIter<PublishResult> = match waiting {
+        Some(waiting) => waiting
+            .await
+            .map_err(|_| ApiError::Unavailable("sidebus is stopping".into(), RETRY_AFTER))?,
+        None => Vec::new(),
+    }
+    .into_iter();
+    let ok_status = if request.respond_async {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut failed = 0;
+    let results = ids
+        .into_iter()
+        .zip(errors)
+        .map(|(id, error)| {
+            let outcome = match error {
+                Some(e) => Err(e),
+                None if request.respond_async => Ok(None),
+                None => outcomes
+                    .next()
+                    .expect("one result per submitted event")
+                    .map(Some)
+                    .map_err(ApiError::from),
+            };
+            match outcome {
+                Ok(position) => EntryResult {
+                    id,
+                    status: ok_status.as_u16(),
+                    position,
+                    error: None,
+                },
+                Err(e) => {
+                    failed += 1;
+                    EntryResult {
+                        id,
+                        status: e.status().as_u16(),
+                        position: None,
+                        error: Some(e.problem()),
+                    }
+                }
+            }
+        })
+        .collect();
+    let status = if request.respond_async {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let claim = if failed == 0 { claim } else { None };
+    Ok(succeed(status, &BatchResponse { results, failed }, claim))
+}

@@ -1,0 +1,102 @@
+//! `POST /v1/publish/{broker}/{topic}` ([`single`]) and `.../batch` ([`batch`]): what both
+//! routes share, from the request to the events' defaults; `Idempotency-Key` replays are in
+//! [`replay`]. Spans and request metrics come from the layer in `api::observe`.
+
+mod batch;
+mod replay;
+mod single;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::Body;
+use super::observe::Trace;
+use super::target::{resolve, Direction};
+use super::AppState;
+use crate::backend::Position;
+use crate::event::trace::TraceContext;
+use crate::event::Defaults;
+use crate::pipeline::Broker;
+
+pub use batch::publish_batch;
+pub use single::publish_one;
+
+const STRUCTURED: &str = "application/cloudevents+json";
+const BATCH_JSON: &str = "application/cloudevents-batch+json";
+const NDJSON: &str = "application/x-ndjson";
+
+/// Query parameters of both publish routes.
+#[derive(Debug, Deserialize)]
+pub struct PublishParams {
+    /// Partition key for events that have no `partitionkey` attribute.
+    key: Option<String>,
+}
+
+/// Body of a successful single publish (and of each successful batch entry).
+#[derive(Debug, Serialize)]
+struct Published<'a> {
+    id: &'a str,
+    broker: &'a str,
+    topic: &'a str,
+    #[serde(flatten)]
+    position: Option<&'a Position>,
+}
+
+/// What a publish route was asked to do, before any event is parsed.
+struct Request<'a> {
+    broker: &'a Broker,
+    topic: Arc<str>,
+    respond_async: bool,
+    defaults: Defaults,
+    body: Bytes,
+}
+
+/// Resolves the broker and topic, then reads the body: an unknown broker or a forbidden topic is
+/// reported before a body that is too large.
+fn prepare<'a>(
+    state: &'a AppState,
+    broker: &str,
+    topic: &str,
+    params: PublishParams,
+    headers: &HeaderMap,
+    Trace(trace): Trace,
+    body: Result<Body, ApiError>,
+) -> Result<Request<'a>, ApiError> {
+    let found = resolve(state, broker, topic, Direction::Publish)?;
+    let Body(body) = body?;
+    let respond_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    let idempotency_key = replay::idempotency_key(headers)?;
+    Ok(Request {
+        broker: found,
+        topic: Arc::from(topic),
+        respond_async,
+        defaults: Defaults {
+            source: state.config().source.clone(),
+            ty: "sidebus.event",
+            max_event: state.config().limits.max_event,
+            partition_key: params.key.filter(|k| !k.is_empty()),
+            id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
+            trace: Some(trace.unwrap_or_else(TraceContext::new_root)),
+        },
+        body,
+    })
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}

@@ -1,0 +1,66 @@
+//! `POST /v1/publish/{broker}/{topic}`: one event, binary or structured mode.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::Extension;
+
+use super::replay::{claim_key, succeed};
+use super::{content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON, STRUCTURED};
+use crate::api::error::ApiError;
+use crate::api::extract::{Body, Path, Query};
+use crate::api::observe::Trace;
+use crate::api::AppState;
+use crate::backend::Outbound;
+use crate::event;
+use crate::pipeline::RETRY_AFTER;
+
+/// `POST /v1/publish/{broker}/{topic}`: answers once the broker acknowledged the event, or at
+/// once with `Prefer: respond-async`.
+pub async fn publish_one(
+    State(state): State<AppState>,
+    Path((broker, topic)): Path<(String, String)>,
+    Query(params): Query<PublishParams>,
+    Extension(trace): Extension<Trace>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Body, ApiError>,
+) -> Result<Response, ApiError> {
+    let request = prepare(&state, &broker, &topic, params, &headers, trace, body)?;
+    let body = &request.body;
+    let event = match content_type(&headers).as_str() {
+        STRUCTURED => event::parse_structured(body, body, &request.defaults)?,
+        BATCH_JSON | NDJSON => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "batches go to POST /v1/publish/{broker}/{topic}/batch"
+            )))
+        }
+        _ => event::parse_binary(&headers, body.clone(), &request.defaults)?,
+    };
+    let claim = match claim_key(&state, "single", &uri, &headers, body)? {
+        Ok(claim) => claim,
+        Err(replay) => return Ok(replay),
+    };
+    let id = event.id.clone();
+    let waiting = request.broker.pipeline.submit(
+        vec![Outbound {
+            topic: request.topic.clone(),
+            event,
+        }],
+        !request.respond_async,
+    )?;
+    let published = |position| Published {
+        id: &id,
+        broker: &broker,
+        topic: &topic,
+        position,
+    };
+    let Some(waiting) = waiting else {
+        return Ok(succeed(StatusCode::ACCEPTED, &published(None), claim));
+    };
+    let mut results = waiting
+        .await
+        .map_err(|_| ApiError::Unavailable("sidebus is stopping".into(), RETRY_AFTER))?;
+    let position = results.pop().expect("one result per event")?;
+    Ok(succeed(StatusCode::OK, &published(Some(&position)), claim))
+}

@@ -1,0 +1,49 @@
+//! The broker and topic a publish or subscribe request names, resolved and checked in one order
+//! for both directions: a configured broker (404), a valid topic name (400), allowed for the
+//! direction (403), and acceptable to that broker (400).
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::topic::validate_topic;
+use crate::pipeline::Broker;
+
+/// Which way events flow, for the allow-lists of `[access]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `POST /v1/publish/...`: checked against `access.publish`.
+    Publish,
+    /// SSE streams and subscriptions: checked against `access.subscribe`.
+    Subscribe,
+}
+
+/// The broker named `broker`, once `topic` passes every check for `direction`.
+pub fn resolve<'a>(
+    state: &'a AppState,
+    broker: &str,
+    topic: &str,
+    direction: Direction,
+) -> Result<&'a Broker, ApiError> {
+    let found = state
+        .broker(broker)
+        .ok_or_else(|| ApiError::NotFound(format!("no broker named `{broker}` is configured")))?;
+    validate_topic(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let access = &state.config().access;
+    let (allowed, verb, list) = match direction {
+        Direction::Publish => (access.may_publish(topic), "publishing to", "access.publish"),
+        Direction::Subscribe => (
+            access.may_subscribe(topic),
+            "subscribing to",
+            "access.subscribe",
+        ),
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "{verb} topic `{topic}` is not allowed ({list})"
+        )));
+    }
+    found
+        .backend
+        .check_topic(topic)
+        .map_err(ApiError::BadRequest)?;
+    Ok(found)
+}
