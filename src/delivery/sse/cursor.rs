@@ -357,6 +357,20 @@ mod tests {
         }
     }
 
+    /// Cursors issued before stay valid: the wire layout of every kind is fixed.
+    #[test]
+    fn the_wire_layout_is_stable() {
+        let kafka = Position::Kafka(BTreeMap::from([(0, 17), (1, 16), (2, 300)]));
+        for (position, text) in [
+            (Position::Memory(3), "AQEyXpbsAw"),
+            (Position::JetStream(21), "AQIyXpbsFQ"),
+            (kafka, "AQMyXpbsAwARARACrAI"),
+        ] {
+            assert_eq!(position.encode("orders"), text);
+            assert_eq!(Position::decode(text, position.kind(), "orders"), Ok(position));
+        }
+    }
+
     #[test]
     fn cursors_are_short() {
         let kafka = Position::Kafka(BTreeMap::from([(0, 17), (1, 16), (2, 17)]));
