@@ -4,7 +4,6 @@
 //!
 //! `.ci/run` installs Debian's `docker-compose`.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 

@@ -1,6 +1,5 @@
 //! Publish path against the embedded memory broker: modes, batches, errors, idempotency.
 
-
 use crate::common::{assert_problem, unique_topic, TestServer};
 use serde_json::Value;
 use sidebus::backend::memory::MemoryBackend;

@@ -3,7 +3,6 @@
 //! disconnect, keep-alives, CORS, and the refusals (400, 406, 429). Resuming and the brokers
 //! other than memory are in `tests/it/sse_resume.rs`.
 
-
 use std::time::Duration;
 
 use crate::common::sse::{

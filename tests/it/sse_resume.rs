@@ -3,11 +3,12 @@
 //! NATS JetStream, Kafka with 3 partitions), cursors from `latest`, and AMQP queues, which have
 //! no replay.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::brokers::{amqp_url, nats_url, Kafka};
-use crate::common::sse::{connect, expected, get, ids, memory_config, publish, subscribe_path, Ev, Item};
+use crate::common::sse::{
+    connect, expected, get, ids, memory_config, publish, subscribe_path, Ev, Item,
+};
 use crate::common::{assert_problem, unique_topic, TestServer};
 use sidebus::delivery::sse::Position;
 

@@ -1,12 +1,11 @@
 //! Webhook push delivery from the memory broker to a real HTTP receiver: modes, signatures,
 //! retries, Retry-After, dead letters, 410 pause, ordering, and the runtime API.
 
-
 use std::time::Duration;
 
-use base64::Engine;
 use crate::common::receiver::{Receiver, Reply};
 use crate::common::{assert_problem, TestServer};
+use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use sidebus::backend::memory::MemoryBackend;
