@@ -3,15 +3,14 @@
 //! Publishing and consuming work with the right CA and client certificate, and a sidecar that
 //! cannot complete the handshake reports why instead of publishing.
 
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::common::brokers::{amqp_channel, amqp_consumer, amqp_read, amqp_url};
 use crate::common::receiver::Receiver;
-use crate::common::tls::{
-    assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki,
-};
+use crate::common::tls::{assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki};
 use crate::common::tls_proxy::TlsProxy;
 use crate::common::{unique_topic, TestServer};
 use serde_json::json;

@@ -1,6 +1,7 @@
 //! A full pipeline answers 429 with Retry-After at once, and takes events again once the broker
 //! acknowledges what it holds.
 
+
 use std::time::Duration;
 
 use crate::common::brokers::PrivateNats;

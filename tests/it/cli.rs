@@ -1,6 +1,7 @@
 //! The `sidebus` binary: starts with no config, refuses a bad one naming the key, and exits 0 on
 //! SIGTERM after draining.
 
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

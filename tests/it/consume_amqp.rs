@@ -1,6 +1,7 @@
 //! Consuming real RabbitMQ: group queues with manual acks, redelivery after a nack, groups and
 //! members, surviving a connection cut, and latest-only reads (AMQP has no replay).
 
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Consuming Kafka (librdkafka's mock cluster, or `SIDEBUS_TEST_KAFKA`): group subscriptions with
 //! at-least-once commits, redelivery after a nack, groups and members, and positional reads.
 
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //!
 //! `.ci/run` installs Debian's `docker-compose`.
 
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 

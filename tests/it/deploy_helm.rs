@@ -5,6 +5,7 @@
 //!
 //! The Python tools are pinned in `tests/deploy/requirements.txt`; `.ci/run` installs them.
 
+
 use crate::common::deploy::{read, root, yaml};
 use crate::common::helm::{check_service_monitor, check_workload, render, Expected, CHART};
 use serde_json::json;

@@ -4,6 +4,7 @@
 //!
 //! The Python tools are pinned in `tests/deploy/requirements.txt`; `.ci/run` installs them.
 
+
 use std::process::{Command, Stdio};
 
 use crate::common::deploy::{array_at, read, root, tool, Sidebus};

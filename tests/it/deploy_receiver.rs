@@ -1,6 +1,7 @@
 //! The example receiver (`deploy/receiver.py`) logs what sidebus delivers with the compose
 //! config's subscriptions (brokers swapped for the memory broker).
 
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,7 @@
 //! a trimmed event resumes at the oldest kept one, and `max_bytes` drops the oldest events of the
 //! whole broker, whichever topic holds them.
 
+
 use crate::common::process::Sidebus;
 use crate::common::sse::{connect_when_free, ids, subscribe_path, Target};
 use serde_json::Value;

@@ -1,5 +1,6 @@
 //! `/metrics` after known traffic shows exactly that traffic.
 
+
 use std::time::Duration;
 
 use crate::common::receiver::{Receiver, Reply};

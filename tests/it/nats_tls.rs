@@ -2,14 +2,13 @@
 //! the test: publishing works with the right CA and client certificate, and a sidecar that cannot
 //! complete the handshake reports why instead of publishing.
 
+
 use std::path::Path;
 
-use crate::common::brokers::PrivateNats;
-use crate::common::tls::{
-    assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki,
-};
-use crate::common::{unique_topic, TestServer};
 use async_nats::jetstream;
+use crate::common::brokers::PrivateNats;
+use crate::common::tls::{assert_ready, assert_refused, assert_startup_fails, broker_config, TestPki};
+use crate::common::{unique_topic, TestServer};
 use serde_json::Value;
 
 const PAYLOAD: &[u8] = b"\x00\xffpaid over TLS\r\n";

@@ -1,6 +1,7 @@
 //! Holds `openapi/openapi.yaml` to the router: the spec names exactly the routes sidebus serves,
 //! it is well formed, and the schema checker the OpenAPI tests use catches what it should.
 
+
 use std::collections::BTreeSet;
 
 use crate::common::openapi::{

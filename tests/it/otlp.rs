@@ -3,14 +3,15 @@
 //! one tree with the publisher's trace and the webhook request.
 #![cfg(feature = "otlp")]
 
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::process::Sidebus;
-use crate::common::receiver::Receiver;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use crate::common::process::Sidebus;
+use crate::common::receiver::Receiver;
 use serde_json::Value;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";

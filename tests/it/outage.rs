@@ -4,16 +4,17 @@
 //! afterwards; every other answer is 503 or 504 problem+json; publishing and the subscription
 //! recover without a restart. `cargo test --test it -- outage:: --nocapture` prints the figures.
 
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use crate::common::brokers::{amqp_channel, amqp_consumer, Kafka, PrivateNats};
 use crate::common::proxy::Proxy;
 use crate::common::receiver::Receiver;
 use crate::common::steady::{Outcome, Steady};
 use crate::common::{unique_topic, TestServer};
-use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::json;
 

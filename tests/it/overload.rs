@@ -3,6 +3,7 @@
 //! within the ack timeout, resident memory stays flat, and a slow webhook's backlog stays on the
 //! broker. `cargo test --test it -- overload:: --nocapture` prints the figures.
 
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Publish path against real RabbitMQ: binary mapping, confirms, unroutable, order, outage.
 
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Publish path against a real Kafka-protocol broker (librdkafka's mock cluster, or
 //! `SIDEBUS_TEST_KAFKA`): binary mapping, keys and partitions, order, idempotency, outage.
 
+
 use std::time::Duration;
 
 use crate::common::brokers::{kafka_headers, Kafka};

@@ -1,10 +1,11 @@
 //! Publish path against real NATS JetStream: binary mapping, order, dedup, outage and recovery.
 
+
 use std::time::Duration;
 
+use async_nats::jetstream;
 use crate::common::brokers::{nats_client, nats_url, PrivateNats};
 use crate::common::{assert_problem, unique_topic, TestServer};
-use async_nats::jetstream;
 use serde_json::Value;
 
 fn config(url: &str) -> String {

@@ -1,5 +1,6 @@
 //! API token, topic allow-lists and trace-context propagation.
 
+
 use std::time::Duration;
 
 use crate::common::receiver::Receiver;

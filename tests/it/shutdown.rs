@@ -1,15 +1,16 @@
 //! SIGTERM under load: every event answered 200 or 202 is on the broker afterwards, and the
 //! process exits 0. SIGTERM with a broker down: the process still exits within the grace.
 
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream;
 use crate::common::brokers::{nats_client, nats_url, Kafka};
 use crate::common::process::{free_port, Sidebus};
 use crate::common::receiver::Receiver;
 use crate::common::unique_topic;
-use async_nats::jetstream;
 
 #[tokio::test]
 async fn sigterm_under_load_loses_no_answered_event() {

@@ -8,6 +8,7 @@
 //! paths can be overridden with `CHROMIUM_BIN` and `CHROMEDRIVER_BIN`. Without them the test
 //! fails, saying how to install them.
 
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;

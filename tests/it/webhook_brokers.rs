@@ -1,11 +1,10 @@
 //! Webhook delivery from Kafka (mock cluster) and RabbitMQ: per-key order under failures,
 //! dead letters read back with the native client, and two groups each getting everything.
 
+
 use std::time::Duration;
 
-use crate::common::brokers::{
-    amqp_channel, amqp_consumer, amqp_read, amqp_url, kafka_headers, Kafka,
-};
+use crate::common::brokers::{amqp_channel, amqp_consumer, amqp_read, amqp_url, kafka_headers, Kafka};
 use crate::common::receiver::{Receiver, Reply};
 use crate::common::{unique_topic, TestServer};
 use rdkafka::Message;

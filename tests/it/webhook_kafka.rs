@@ -3,6 +3,7 @@
 //! against a native read of the topic, with one sidecar and with two sharing a group; and a
 //! paused subscription goes on within seconds of `/resume`.
 
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! sidebus killed (SIGKILL) mid-stream and started again: every event is delivered at least
 //! once, and duplicates stay within what was in flight.
 
+
 use std::collections::HashMap;
 use std::time::Duration;
 

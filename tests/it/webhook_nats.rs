@@ -1,6 +1,7 @@
 //! Webhook delivery from real NATS JetStream: consumer groups and at-least-once across a
 //! sidecar restart.
 
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! pauses and gives back what it holds, and after `/resume` the key's events arrive in publish
 //! order — the given-back event before every later one, whatever order the broker offers them in.
 
+
 use std::time::{Duration, Instant};
 
 use crate::common::brokers::{amqp_url, nats_url};

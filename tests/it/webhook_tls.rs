@@ -3,6 +3,7 @@
 //! test process points at its own CA with `SSL_CERT_FILE` (read by the native TLS library); a
 //! certificate from any other CA is a connection failure that is retried, never a delivery.
 
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -163,11 +163,7 @@ impl Backend for MemoryBackend {
             ReadFrom::Latest => self.end_offset(topic).max(0) as u64,
             ReadFrom::Sequence(next) => next,
             ReadFrom::Offsets(_) => {
-                return Ok(Reading::unpositioned(consume::read(
-                    self.log.clone(),
-                    topic,
-                    from,
-                )?))
+                return consume::read(self.log.clone(), topic, from).map(Reading::unpositioned)
             }
         };
         Ok(Reading {
