@@ -77,9 +77,6 @@ pub struct KafkaBackend {
     /// Connection settings consumers share with the producer: bootstrap servers, client id and
     /// the user's `options` (TLS, SASL, ...).
     consumer_base: ClientConfig,
-    /// The consumer-side client that metadata and watermark requests go through, made on first
-    /// use (a consumer, so asking about a topic never auto-creates it).
-    metadata: Mutex<Option<Arc<BaseConsumer>>>,
     /// Dropping it ends the health probe thread.
     _probe: std::sync::mpsc::Sender<()>,
 }
@@ -140,32 +137,25 @@ impl KafkaBackend {
             health,
             ack_timeout,
             consumer_base,
-            metadata: Mutex::new(None),
         })
     }
 
-    /// Runs `request` with the metadata client on the blocking pool.
+    /// Runs `request` on the blocking pool with a metadata client of its own: a consumer, so
+    /// asking about a topic never auto-creates it, and short-lived, because a consumer nobody
+    /// polls would pile up its error and log events for as long as it lived.
     async fn with_metadata<T: Send + 'static>(
         &self,
         request: impl FnOnce(&BaseConsumer) -> Result<T, ConsumeError> + Send + 'static,
     ) -> Result<T, ConsumeError> {
-        let client = {
-            let mut slot = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
-            match &*slot {
-                Some(client) => client.clone(),
-                None => {
-                    let client: Arc<BaseConsumer> =
-                        Arc::new(self.consumer_base.create().map_err(|e| {
-                            ConsumeError::Invalid(format!("invalid Kafka client settings: {e}"))
-                        })?);
-                    *slot = Some(client.clone());
-                    client
-                }
-            }
-        };
-        tokio::task::spawn_blocking(move || request(&client))
-            .await
-            .map_err(|e| ConsumeError::Unavailable(format!("kafka metadata task: {e}")))?
+        let config = self.consumer_base.clone();
+        tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = config.create().map_err(|e| {
+                ConsumeError::Invalid(format!("invalid Kafka client settings: {e}"))
+            })?;
+            request(&client)
+        })
+        .await
+        .map_err(|e| ConsumeError::Unavailable(format!("kafka metadata task: {e}")))?
     }
 
     /// The offset every partition of `topic` starts at (low watermarks for `earliest`, else
