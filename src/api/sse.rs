@@ -64,8 +64,8 @@ async fn open(
             "subscribing to topic `{topic}` is not allowed (access.subscribe)"
         )));
     }
-    let broker_traits = (found.backend.kind(), found.backend.capabilities());
-    let request = parse(broker_traits, topic, params, headers)?;
+    let abilities = (found.backend.kind(), found.backend.capabilities());
+    let request = parse(abilities, topic, params, headers)?;
     let Some(slot) = streams.try_acquire() else {
         return Err(ApiError::TooManyStreams(
             format!(
