@@ -15,7 +15,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::delivery::sse::cursor::Position;
+use crate::backend::consume::ReadPosition;
+use crate::delivery::sse::cursor::Cursor;
 use crate::event::{self, Defaults, Event};
 
 /// A fuzz target: runs one input, panics on a broken invariant, returns whether it was accepted.
@@ -151,10 +152,14 @@ pub fn sse_cursor(data: &[u8]) -> bool {
     let kind = lines.next().unwrap_or_default();
     let topic = lines.next().unwrap_or_default();
     let cursor = lines.next().unwrap_or_default();
-    let Ok(mut position) = Position::decode(cursor, kind, topic) else {
+    let here = crate::backend::kinds()
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .and_then(|(_, capabilities)| capabilities.cursor);
+    let Ok(mut position) = Cursor::decode(cursor, here, kind, topic) else {
         return false;
     };
-    assert_eq!(position.kind(), kind);
+    assert_eq!(Some(position.kind()), here);
     assert_eq!(
         position.encode(topic),
         cursor,
@@ -170,26 +175,31 @@ pub fn sse_cursor(data: &[u8]) -> bool {
         };
         let before = position.clone();
         position.advance(partition, offset);
-        assert!(at_or_past(&position, &before), "{before:?} -> {position:?}");
-        let next = match &position {
-            Position::Memory(next) | Position::JetStream(next) => *next as i128,
-            Position::Kafka(next) => i128::from(next[&partition]),
+        assert!(
+            at_or_past(position.position(), before.position()),
+            "{before:?} -> {position:?}"
+        );
+        let next = match position.position() {
+            ReadPosition::Sequence(next) => *next as i128,
+            ReadPosition::Offsets(next) => i128::from(next[&partition]),
         };
         assert!(
             next > i128::from(offset) || offset == i64::MAX,
             "{position:?} is not past {offset}"
         );
         let text = position.encode(topic);
-        assert_eq!(Position::decode(&text, kind, topic), Ok(position.clone()));
+        assert_eq!(
+            Cursor::decode(&text, here, kind, topic),
+            Ok(position.clone())
+        );
     }
     true
 }
 
-fn at_or_past(now: &Position, before: &Position) -> bool {
+fn at_or_past(now: &ReadPosition, before: &ReadPosition) -> bool {
     match (now, before) {
-        (Position::Memory(a), Position::Memory(b)) => a >= b,
-        (Position::JetStream(a), Position::JetStream(b)) => a >= b,
-        (Position::Kafka(a), Position::Kafka(b)) => b
+        (ReadPosition::Sequence(a), ReadPosition::Sequence(b)) => a >= b,
+        (ReadPosition::Offsets(a), ReadPosition::Offsets(b)) => b
             .iter()
             .all(|(partition, offset)| a.get(partition).is_some_and(|o| o >= offset)),
         _ => false,

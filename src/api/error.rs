@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::backend::consume::ConsumeError;
 use crate::backend::PublishError;
 use crate::delivery::RegistryError;
 use crate::event::EventError;
@@ -41,6 +42,9 @@ pub enum ApiError {
     /// The body, an event or the batch exceeds a limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The route cannot answer in a media type `Accept` names (406).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The content type is not one this route takes (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -59,6 +63,12 @@ pub enum ApiError {
     /// The pipeline is full; retry after the given delay (429).
     #[error("{0}")]
     TooManyRequests(String, Duration),
+    /// Every SSE stream slot is taken; retry after the given delay (429).
+    #[error("{0}")]
+    TooManyStreams(String, Duration),
+    /// The broker cannot do what was asked (501).
+    #[error("{0}")]
+    NotImplemented(String),
     /// The broker refused the event (502).
     #[error("{0}")]
     BadGateway(String),
@@ -110,11 +120,15 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::SchemaViolation { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(..) | ApiError::TooManyStreams(..) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(..) | ApiError::StateUnwritable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -133,12 +147,15 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict with the current state"),
             ApiError::TooLarge(_) => ("too-large", "Request or event too large"),
+            ApiError::NotAcceptable(_) => ("not-acceptable", "Not acceptable"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported content type")
             }
             ApiError::Unprocessable(_) => ("idempotency-mismatch", "Idempotency key reused"),
             ApiError::SchemaViolation { .. } => ("schema-violation", "Event violates its schema"),
             ApiError::TooManyRequests(..) => ("pipeline-full", "Pipeline full"),
+            ApiError::TooManyStreams(..) => ("too-many-streams", "Too many streams"),
+            ApiError::NotImplemented(_) => ("not-implemented", "Not supported by this broker"),
             ApiError::BadGateway(_) => ("broker-rejected", "Broker rejected the event"),
             ApiError::Unavailable(..) => ("broker-unavailable", "Broker unavailable"),
             ApiError::StateUnwritable(_) => ("state-unwritable", "State directory not writable"),
@@ -163,7 +180,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::TooManyRequests(_, d) | ApiError::Unavailable(_, d) => Some(*d),
+            ApiError::TooManyRequests(_, d)
+            | ApiError::TooManyStreams(_, d)
+            | ApiError::Unavailable(_, d) => Some(*d),
             ApiError::StateUnwritable(_) => Some(RETRY_AFTER),
             _ => None,
         }
@@ -214,6 +233,16 @@ impl From<PublishError> for ApiError {
             PublishError::Rejected(_) => ApiError::BadGateway(e.to_string()),
             PublishError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
             PublishError::InvalidTopic(msg) => ApiError::BadRequest(msg),
+        }
+    }
+}
+
+impl From<ConsumeError> for ApiError {
+    fn from(e: ConsumeError) -> Self {
+        match e {
+            ConsumeError::Unavailable(_) => ApiError::Unavailable(e.to_string(), RETRY_AFTER),
+            ConsumeError::Invalid(msg) => ApiError::BadRequest(msg),
+            ConsumeError::Unsupported(msg) => ApiError::NotImplemented(msg),
         }
     }
 }

@@ -5,21 +5,20 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::extract::{Path, Query};
 use super::target::{resolve, Direction};
-use crate::api::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::backend::consume::ConsumeError;
+use crate::backend::Capabilities;
 use crate::config::topic::validate_topic;
 use crate::config::SseConfig;
 use crate::config::StartFrom;
 use crate::delivery::sse::{self, StreamRequest, Streams};
-use crate::pipeline::RETRY_AFTER;
 
 /// The media type of the stream.
 pub const EVENT_STREAM: &str = "text/event-stream";
@@ -47,51 +46,25 @@ async fn open(
     topic: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Response, Refusal> {
+) -> Result<Response, ApiError> {
     if !accepts_event_stream(headers) {
-        return Err(Refusal::custom(
-            StatusCode::NOT_ACCEPTABLE,
-            "not-acceptable",
-            "Not acceptable",
-            "this route answers only text/event-stream; send `Accept: text/event-stream`",
+        return Err(ApiError::NotAcceptable(
+            "this route answers only text/event-stream; send `Accept: text/event-stream`".into(),
         ));
     }
     let found = resolve(state, broker, topic, Direction::Subscribe)?;
-    let request = parse(found.backend.kind(), topic, params, headers)?;
+    let abilities = (found.backend.kind(), found.backend.capabilities());
+    let request = parse(abilities, topic, params, headers)?;
     let Some(slot) = streams.try_acquire() else {
-        return Err(Refusal::custom(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-streams",
-            "Too many streams",
-            &format!(
+        return Err(ApiError::TooManyStreams(
+            format!(
                 "{} streams are open, the most sse.max_streams allows; retry later",
                 streams.max()
             ),
-        )
-        .retry_after(STREAMS_RETRY_AFTER));
+            STREAMS_RETRY_AFTER,
+        ));
     };
-    let settings = &state.config().sse;
-    let body = sse::open(
-        found,
-        state.config().brokers.get(broker),
-        request,
-        settings,
-        streams,
-        slot,
-    )
-    .await
-    .map_err(|e| match e {
-        ConsumeError::Unavailable(_) => {
-            Refusal::from(ApiError::Unavailable(e.to_string(), RETRY_AFTER))
-        }
-        ConsumeError::Invalid(msg) => ApiError::BadRequest(msg).into(),
-        ConsumeError::Unsupported(msg) => Refusal::custom(
-            StatusCode::NOT_IMPLEMENTED,
-            "not-implemented",
-            "Not supported by this broker",
-            &msg,
-        ),
-    })?;
+    let body = sse::open(found, request, &state.config().sse, streams, slot).await?;
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
@@ -101,9 +74,10 @@ async fn open(
     Ok(response)
 }
 
-/// Reads the query and the `Last-Event-ID` header into a stream request.
+/// Reads the query and the `Last-Event-ID` header into a stream request for a broker of config
+/// kind and capabilities `broker`.
 fn parse(
-    kind: &str,
+    broker: (&str, Capabilities),
     topic: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
@@ -158,7 +132,7 @@ fn parse(
             .map(|c| c.trim())
             .filter(|c| !c.is_empty())
     });
-    StreamRequest::new(kind, topic, cursor, from, key, group, typed).map_err(ApiError::BadRequest)
+    StreamRequest::new(broker, topic, cursor, from, key, group, typed).map_err(ApiError::BadRequest)
 }
 
 /// Whether `Accept` names `text/event-stream` (with a non-zero quality).
@@ -203,72 +177,11 @@ pub fn cors(settings: &SseConfig) -> Option<CorsLayer> {
     )
 }
 
-/// An error answer of this route: an [`ApiError`], or a problem only this route has.
-enum Refusal {
-    Api(ApiError),
-    Custom {
-        status: StatusCode,
-        problem: Problem,
-        retry_after: Option<Duration>,
-    },
-}
-
-impl Refusal {
-    fn custom(status: StatusCode, slug: &str, title: &str, detail: &str) -> Self {
-        Refusal::Custom {
-            status,
-            problem: Problem {
-                errors: Vec::new(),
-                problem_type: format!("urn:sidebus:problem:{slug}"),
-                title: title.to_string(),
-                status: status.as_u16(),
-                detail: detail.to_string(),
-            },
-            retry_after: None,
-        }
-    }
-
-    fn retry_after(mut self, delay: Duration) -> Self {
-        if let Refusal::Custom { retry_after, .. } = &mut self {
-            *retry_after = Some(delay);
-        }
-        self
-    }
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        Refusal::Api(e)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let (status, problem, retry_after) = match self {
-            Refusal::Api(e) => return e.into_response(),
-            Refusal::Custom {
-                status,
-                problem,
-                retry_after,
-            } => (status, problem, retry_after),
-        };
-        let body = serde_json::to_vec(&problem).expect("a problem always serialises");
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(delay) = retry_after {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(delay.as_secs().max(1)),
-            );
-        }
-        response
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::consume::ReadPosition;
+    use crate::backend::memory;
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -289,21 +202,26 @@ mod tests {
 
     #[test]
     fn the_header_cursor_wins_over_the_parameter() {
-        let newer = sse::Position::Memory(9).encode("t");
-        let older = sse::Position::Memory(3).encode("t");
+        let broker = (memory::KIND, memory::CAPABILITIES);
+        let at = |next| {
+            let kind = memory::CAPABILITIES.cursor.expect("memory cursors");
+            sse::Cursor::new(kind, ReadPosition::Sequence(next)).expect("a sequence cursor")
+        };
+        let newer = at(9).encode("t");
+        let older = at(3).encode("t");
         let mut headers = accept(EVENT_STREAM);
         headers.insert("last-event-id", newer.parse().unwrap());
         let params = HashMap::from([
             ("lastEventId".to_string(), older.clone()),
             ("from".to_string(), "earliest".to_string()),
         ]);
-        let request = parse("memory", "t", &params, &headers).unwrap();
-        assert_eq!(request.start, sse::Start::Cursor(sse::Position::Memory(9)));
-        let request = parse("memory", "t", &params, &accept(EVENT_STREAM)).unwrap();
-        assert_eq!(request.start, sse::Start::Cursor(sse::Position::Memory(3)));
+        let request = parse(broker, "t", &params, &headers).unwrap();
+        assert_eq!(request.start, sse::Start::Cursor(at(9)));
+        let request = parse(broker, "t", &params, &accept(EVENT_STREAM)).unwrap();
+        assert_eq!(request.start, sse::Start::Cursor(at(3)));
         let bad = HashMap::from([("from".to_string(), "middle".to_string())]);
-        assert!(parse("memory", "t", &bad, &HeaderMap::new()).is_err());
+        assert!(parse(broker, "t", &bad, &HeaderMap::new()).is_err());
         let unknown = HashMap::from([("form".to_string(), "earliest".to_string())]);
-        assert!(parse("memory", "t", &unknown, &HeaderMap::new()).is_err());
+        assert!(parse(broker, "t", &unknown, &HeaderMap::new()).is_err());
     }
 }

@@ -37,6 +37,73 @@ pub enum ReadFrom {
     Sequence(u64),
 }
 
+/// The next event a positional reader delivers, in the broker's own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPosition {
+    /// One number for the whole topic: JetStream stream sequence, memory offset (as u64).
+    Sequence(u64),
+    /// Kafka: next offset per partition.
+    Offsets(BTreeMap<i32, i64>),
+}
+
+impl ReadPosition {
+    /// Moves past an event at `partition`/`offset` (both from a broker, so never negative; the
+    /// largest offset saturates rather than overflowing). Never steps back.
+    pub fn advance(&mut self, partition: i32, offset: i64) {
+        match self {
+            ReadPosition::Sequence(next) => {
+                *next = (*next).max(offset.max(0) as u64 + 1);
+            }
+            ReadPosition::Offsets(next) => {
+                let slot = next.entry(partition).or_insert(0);
+                *slot = (*slot).max(offset.saturating_add(1));
+            }
+        }
+    }
+}
+
+impl From<StartFrom> for ReadFrom {
+    fn from(start: StartFrom) -> Self {
+        match start {
+            StartFrom::Earliest => ReadFrom::Earliest,
+            StartFrom::Latest => ReadFrom::Latest,
+        }
+    }
+}
+
+impl From<ReadPosition> for ReadFrom {
+    fn from(position: ReadPosition) -> Self {
+        match position {
+            ReadPosition::Sequence(next) => ReadFrom::Sequence(next),
+            ReadPosition::Offsets(next) => ReadFrom::Offsets(next),
+        }
+    }
+}
+
+/// A positional read and where it starts.
+pub struct Reading {
+    /// The reader.
+    pub consumer: Consumer,
+    /// The position the read starts at, which the position after each event grows from;
+    /// `None` where the broker has no positions.
+    pub start: Option<ReadPosition>,
+    /// Whether `start` is exactly where the read begins. `false` when the broker could not
+    /// learn it (JetStream `latest`: the stream's last sequence is not known), so only the
+    /// first event tells where the read is.
+    pub exact: bool,
+}
+
+impl Reading {
+    /// A read whose start the broker does not tell.
+    pub fn unpositioned(consumer: Consumer) -> Self {
+        Self {
+            consumer,
+            start: None,
+            exact: false,
+        }
+    }
+}
+
 /// Where a consumed event sits in its topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Spot {

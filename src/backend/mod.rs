@@ -3,6 +3,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+mod capabilities;
 pub mod consume;
 mod health;
 #[cfg(feature = "kafka")]
@@ -13,16 +14,16 @@ pub mod nats;
 #[cfg(any(feature = "nats", feature = "amqp"))]
 mod tls;
 
-use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use crate::config::BrokerConfig;
 use crate::event::Event;
-use consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, Reading};
 
+pub use capabilities::{Capabilities, CursorKind, CursorLayout, NoReplay, TopicInfo};
 pub use health::{BrokerStatus, Health};
 
 /// An event on its way to a topic.
@@ -111,13 +112,62 @@ pub trait Backend: Send + Sync + 'static {
         )))
     }
 
+    /// Reads `topic` like [`Backend::read_from`] and says where the read starts. An SSE stream
+    /// announces that position as a cursor before the first event, so a client that reconnects
+    /// before any event arrives still resumes where its stream began; only the broker knows how
+    /// `Earliest` and `Latest` resolve (a memory topic's end offset, Kafka's watermarks of every
+    /// partition). A read from a position starts at that position. The default reads without
+    /// telling a start, for brokers that have no positions.
+    async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        Ok(Reading::unpositioned(self.read_from(topic, from).await?))
+    }
+
+    /// The topics the broker has whose names start with `prefix` (all with `None`), sorted by
+    /// name, for discovery (`GET /v1/brokers/{broker}/topics`): callers learn what exists
+    /// without knowing the broker's admin API.
+    async fn list_topics(&self, prefix: Option<&str>) -> Result<Vec<TopicInfo>, ConsumeError> {
+        let _ = prefix;
+        Err(ConsumeError::Unsupported(format!(
+            "{} brokers cannot list their topics",
+            self.kind()
+        )))
+    }
+
+    /// What the broker can do (replay, cursor layout), so callers decide from capabilities and
+    /// never from the broker's kind. The default: no cursors, nothing refused.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Checks a topic name against broker-specific rules beyond the common ones.
     fn check_topic(&self, _topic: &str) -> Result<(), String> {
         Ok(())
     }
+}
 
-    /// Lets tests and in-process callers reach the concrete backend.
-    fn as_any(&self) -> &dyn Any;
+/// Every broker kind of this build: its config `kind` and its capabilities, for callers that
+/// hold a cursor or a kind name but no backend (cursor decoding, the fuzz targets, tests).
+pub fn kinds() -> &'static [(&'static str, Capabilities)] {
+    static KINDS: OnceLock<Vec<(&'static str, Capabilities)>> = OnceLock::new();
+    KINDS.get_or_init(|| {
+        #[allow(unused_mut)]
+        let mut kinds = vec![(memory::KIND, memory::CAPABILITIES)];
+        #[cfg(feature = "nats")]
+        kinds.push((nats::KIND, nats::CAPABILITIES));
+        #[cfg(feature = "kafka")]
+        kinds.push((kafka::KIND, kafka::CAPABILITIES));
+        #[cfg(feature = "amqp")]
+        kinds.push((amqp::KIND, amqp::CAPABILITIES));
+        kinds
+    })
+}
+
+/// The cursor kind tagged `byte`, among the kinds of this build.
+pub fn cursor_kind(byte: u8) -> Option<CursorKind> {
+    kinds()
+        .iter()
+        .filter_map(|(_, capabilities)| capabilities.cursor)
+        .find(|kind| kind.byte == byte)
 }
 
 /// Results for a batch that failed as a whole.

@@ -14,6 +14,8 @@ pub mod tls_proxy;
 
 use std::time::Duration;
 
+use sidebus::backend::consume::ReadFrom;
+use sidebus::backend::memory::StoredEvent;
 use sidebus::{AppState, RawConfig};
 use tokio::sync::oneshot;
 
@@ -171,6 +173,50 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Up to `max` events broker `broker` holds for `topic`, oldest first, read through the
+/// `Backend` trait: as many as `list_topics` counts, read from the earliest.
+pub async fn stored(
+    server: &TestServer,
+    broker: &str,
+    topic: &str,
+    max: usize,
+) -> Vec<StoredEvent> {
+    let backend = &server
+        .state
+        .broker(broker)
+        .expect("a configured broker")
+        .backend;
+    let held = backend
+        .list_topics(Some(topic))
+        .await
+        .expect("the broker lists its topics")
+        .into_iter()
+        .find(|t| t.name == topic)
+        .and_then(|t| t.messages)
+        .unwrap_or(0);
+    let n = usize::try_from(held).unwrap_or(usize::MAX).min(max);
+    let mut events = Vec::with_capacity(n);
+    if n == 0 {
+        return events;
+    }
+    let mut reader = backend
+        .read_from(topic, ReadFrom::Earliest)
+        .await
+        .expect("a reader");
+    while events.len() < n {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), reader.deliveries.recv())
+            .await
+            .expect("a held event arrives")
+            .expect("the reader is open")
+            .expect("a delivery");
+        events.push(StoredEvent {
+            offset: delivery.spot.offset,
+            event: delivery.event,
+        });
+    }
+    events
 }
 
 /// A topic name no other test run uses.

@@ -9,7 +9,20 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+use sidebus::backend::consume::ReadPosition;
+use sidebus::backend::Capabilities;
+use sidebus::delivery::sse::Cursor;
+
 use super::TestServer;
+
+/// The cursor of `topic` at `next` (a memory offset, a JetStream sequence) on a broker of
+/// `capabilities`, as a stream of that broker would send it.
+pub fn cursor_at(capabilities: Capabilities, next: u64, topic: &str) -> String {
+    let kind = capabilities.cursor.expect("a broker with cursors");
+    Cursor::new(kind, ReadPosition::Sequence(next))
+        .expect("a sequence cursor")
+        .encode(topic)
+}
 
 /// How long any one expected item may take.
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -32,6 +32,7 @@ mod shutdown;
 mod sse;
 mod sse_browser;
 mod sse_resume;
+mod topics;
 mod webhook_brokers;
 mod webhook_kafka;
 mod webhook_kill;

@@ -10,8 +10,10 @@ use std::path::Path;
 use crate::common::openapi::{
     config, routes, Spec, BROKERS, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
 };
+use crate::common::sse::cursor_at;
 use crate::common::TestServer;
 use serde_json::Value;
+use sidebus::backend::nats;
 use subscriptions::subscriptions;
 
 /// An AMQP broker on a port nothing listens on: sidebus starts, reports it down, and answers
@@ -349,7 +351,7 @@ async fn sse(spec: &Spec, server: &TestServer) {
         assert!(errors.is_empty(), "header {name}: {errors:?}");
     }
     drop(response);
-    let cursor = sidebus::delivery::sse::Position::JetStream(1).encode(&topic);
+    let cursor = cursor_at(nats::CAPABILITIES, 1, &topic);
     let cases: Vec<SseCase> = vec![
         (stream.clone(), vec![], 406),
         (

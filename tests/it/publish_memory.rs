@@ -1,8 +1,7 @@
 //! Publish path against the embedded memory broker: modes, batches, errors, idempotency.
 
-use crate::common::{assert_problem, unique_topic, TestServer};
+use crate::common::{assert_problem, stored, unique_topic, TestServer};
 use serde_json::Value;
-use sidebus::backend::memory::MemoryBackend;
 
 const CONFIG: &str = r#"
 source = "sidebus://test"
@@ -10,17 +9,6 @@ limits = { max_body = "64KiB", max_event = "1KiB", max_batch = 10, pipeline_dept
 [brokers.default]
 kind = "memory"
 "#;
-
-fn memory(server: &TestServer) -> &MemoryBackend {
-    server
-        .state
-        .broker("default")
-        .unwrap()
-        .backend
-        .as_any()
-        .downcast_ref::<MemoryBackend>()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn binary_mode_stores_body_and_attributes() {
@@ -47,7 +35,7 @@ async fn binary_mode_stores_body_and_attributes() {
     assert_eq!(body["broker"], "default");
     assert_eq!(body["topic"], topic.as_str());
     assert_eq!(body["offset"], 0);
-    let stored = memory(&server).read(&topic, 0, 10);
+    let stored = stored(&server, "default", &topic, 10).await;
     assert_eq!(stored.len(), 1);
     let event = &stored[0].event;
     assert_eq!(&event.data[..], &[0u8, 159, 146, 150]);
@@ -86,7 +74,7 @@ async fn structured_mode_and_respond_async() {
         "202 carries no position: {body}"
     );
     server.state.drain().await;
-    let stored = memory(&server).read(&topic, 0, 10);
+    let stored = stored(&server, "default", &topic, 10).await;
     assert_eq!(stored.len(), 1);
     let event = &stored[0].event;
     assert_eq!(&event.data[..], br#"{"total":42}"#);
@@ -130,8 +118,8 @@ async fn batch_json_and_ndjson_keep_order_and_fail_bad_entries_alone() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["failed"], 1, "{body}");
 
-    let stored: Vec<_> = memory(&server)
-        .read(&topic, 0, 10)
+    let stored: Vec<_> = stored(&server, "default", &topic, 10)
+        .await
         .into_iter()
         .map(|s| {
             (
@@ -165,7 +153,7 @@ async fn structured_event_without_type_is_400_naming_it_and_produces_nothing() {
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("`type`"), "{detail}");
     server.state.drain().await;
-    assert!(memory(&server).read(&topic, 0, 10).is_empty());
+    assert!(stored(&server, "default", &topic, 10).await.is_empty());
 }
 
 #[tokio::test]
@@ -195,8 +183,8 @@ async fn batch_entry_without_id_fails_alone_and_the_others_are_produced() {
         (results[2]["id"].as_str(), results[2]["status"].as_u64()),
         (Some("r-3"), Some(200))
     );
-    let stored: Vec<String> = memory(&server)
-        .read(&topic, 0, 10)
+    let stored: Vec<String> = stored(&server, "default", &topic, 10)
+        .await
         .into_iter()
         .map(|s| s.event.id)
         .collect();
@@ -219,8 +207,8 @@ async fn a_request_without_trace_context_starts_one_trace_for_its_events() {
             .await;
         assert_eq!(response.status(), 200);
     }
-    let traces: Vec<String> = memory(&server)
-        .read(&topic, 0, 10)
+    let traces: Vec<String> = stored(&server, "default", &topic, 10)
+        .await
         .into_iter()
         .map(|s| s.event.extension("traceparent").unwrap().to_string())
         .collect();
@@ -355,7 +343,7 @@ async fn idempotency_key_replays_the_first_result() {
     let again: Value = again.json().await.unwrap();
     assert_eq!(first, again);
     assert_eq!(
-        memory(&server).read(&topic, 0, 10).len(),
+        stored(&server, "default", &topic, 10).await.len(),
         1,
         "the retry produced nothing new"
     );
@@ -365,7 +353,7 @@ async fn idempotency_key_replays_the_first_result() {
         .post(&path, &[("idempotency-key", "order-43")], "pay")
         .await;
     assert_eq!(other_key.status(), 200);
-    assert_eq!(memory(&server).read(&topic, 0, 10).len(), 2);
+    assert_eq!(stored(&server, "default", &topic, 10).await.len(), 2);
 }
 
 #[tokio::test]

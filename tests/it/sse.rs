@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crate::common::sse::{
-    connect, connect_when_free, expected, get, ids, memory_config, publish, subscribe_path, Ev,
-    Item, WAIT,
+    connect, connect_when_free, cursor_at, expected, get, ids, memory_config, publish,
+    subscribe_path, Ev, Item, WAIT,
 };
 use crate::common::{assert_problem, unique_topic, TestServer};
-use sidebus::delivery::sse::Position;
+use sidebus::backend::{memory, nats};
 
 #[tokio::test]
 async fn the_key_filter_passes_one_key_and_resumes_within_it() {
@@ -104,7 +104,7 @@ async fn a_group_shares_events_and_acknowledges_what_was_sent() {
     publish(&server, "mem", &topic, 41..=41, |_| None).await;
     assert_eq!(ids(&three.events(1).await), expected(41..=41));
     // A cursor does not apply to a group stream.
-    let cursor = Position::Memory(3).encode(&topic);
+    let cursor = cursor_at(memory::CAPABILITIES, 3, &topic);
     assert_problem(get(&server, &path, Some(&cursor)).await, 400).await;
 }
 
@@ -207,8 +207,11 @@ async fn bad_cursors_and_requests_are_refused() {
     for (cursor, says) in [
         ("garbage!".to_string(), "malformed"),
         ("AQEAAAAA".to_string(), "malformed"),
-        (Position::JetStream(3).encode(&topic), "does not belong"),
-        (Position::Memory(3).encode("another-topic"), "another topic"),
+        (cursor_at(nats::CAPABILITIES, 3, &topic), "does not belong"),
+        (
+            cursor_at(memory::CAPABILITIES, 3, "another-topic"),
+            "another topic",
+        ),
     ] {
         let body = assert_problem(get(&server, &path, Some(&cursor)).await, 400).await;
         assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
@@ -221,7 +224,7 @@ async fn bad_cursors_and_requests_are_refused() {
         assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
     }
     // The header wins over the parameter.
-    let good = Position::Memory(0).encode(&topic);
+    let good = cursor_at(memory::CAPABILITIES, 0, &topic);
     let response = get(
         &server,
         &subscribe_path("mem", &topic, "lastEventId=garbage"),

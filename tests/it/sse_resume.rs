@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::brokers::{amqp_url, nats_url, Kafka};
 use crate::common::sse::{
-    connect, expected, get, ids, memory_config, publish, subscribe_path, Ev, Item,
+    connect, cursor_at, expected, get, ids, memory_config, publish, subscribe_path, Ev, Item,
 };
 use crate::common::{assert_problem, unique_topic, TestServer};
-use sidebus::delivery::sse::Position;
+use sidebus::backend::memory;
 
 /// Reads 20 of 50 events from `a`, disconnects, resumes on `b` with Last-Event-ID and checks
 /// that exactly events 21 to 50 follow, in order, and nothing after them.
@@ -233,7 +233,7 @@ async fn amqp_streams_consume_queues_without_replay() {
     );
     drop(stream);
     // A cursor or ?from=earliest would promise a replay AMQP cannot give.
-    let cursor = Position::Memory(1).encode(&topic);
+    let cursor = cursor_at(memory::CAPABILITIES, 1, &topic);
     let body = assert_problem(
         get(&server, &subscribe_path("tasks", &topic, ""), Some(&cursor)).await,
         400,

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use crate::common::receiver::{Receiver, Reply};
-use crate::common::{assert_problem, TestServer};
+use crate::common::{assert_problem, stored, TestServer};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
-use sidebus::backend::memory::MemoryBackend;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(30);
@@ -204,21 +203,12 @@ async fn retries_retry_after_dead_letters_and_order_per_key() {
         .collect();
     assert_eq!(a2.len(), 3, "all attempts share the webhook-id");
     // b-1 (400) and b-3 (3 failed attempts) went to the dead-letter topic, a-2 was delivered.
-    let memory = server
-        .state
-        .broker("mem")
-        .unwrap()
-        .backend
-        .as_any()
-        .downcast_ref::<MemoryBackend>()
-        .unwrap()
-        .clone();
     let deadline = std::time::Instant::now() + WAIT;
-    while memory.read("jobs.dlq", 0, 10).len() < 2 {
+    while stored(&server, "mem", "jobs.dlq", 10).await.len() < 2 {
         assert!(std::time::Instant::now() < deadline, "dead letters missing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let dead = memory.read("jobs.dlq", 0, 10);
+    let dead = stored(&server, "mem", "jobs.dlq", 10).await;
     let b1 = &dead[0].event;
     assert_eq!(b1.id, "b-1");
     assert_eq!(&b1.data[..], b"b1");

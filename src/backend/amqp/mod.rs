@@ -9,7 +9,6 @@
 
 mod consume;
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -30,11 +29,26 @@ use tokio::sync::{watch, Notify};
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
 use super::tls::TlsFiles;
 use super::{
-    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Health, Outbound, Position,
-    PublishError, PublishResult,
+    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, Health,
+    NoReplay, Outbound, Position, PublishError, PublishResult, TopicInfo,
 };
 use crate::config::AmqpConfig;
 use crate::event::{prefixed_name, Prefix};
+
+/// The config `kind`.
+pub const KIND: &str = "amqp";
+
+/// An exchange keeps no history and a queue forgets what it delivered: no cursors, no replay.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    cursor: None,
+    no_replay: Some(NoReplay {
+        cursor: "AMQP has no replay: a queue forgets what it delivered, so there is no position \
+                 to resume from. Reconnect without Last-Event-ID / lastEventId, or use ?group= \
+                 for a durable queue that keeps events while no one is connected",
+        earliest: "AMQP has no replay: an exchange keeps no history, so ?from=earliest cannot \
+                   be served; a stream sees events published after it connects",
+    }),
+};
 
 /// AMQP `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
@@ -370,7 +384,7 @@ async fn publish_all(
 #[async_trait::async_trait]
 impl Backend for AmqpBackend {
     fn kind(&self) -> &'static str {
-        "amqp"
+        KIND
     }
 
     async fn send(&self, batch: Vec<Outbound>) -> Acks {
@@ -446,8 +460,16 @@ impl Backend for AmqpBackend {
         consume::read_from(self.shared.clone(), topic, from).await
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
+    async fn list_topics(&self, _prefix: Option<&str>) -> Result<Vec<TopicInfo>, ConsumeError> {
+        Err(ConsumeError::Unsupported(
+            "AMQP 0-9-1 cannot list exchanges: the protocol has no request that enumerates them \
+             (RabbitMQ's management HTTP API can)"
+                .into(),
+        ))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
     }
 }
 

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore}
 
 use super::fetch::Verdict;
 use super::group::{Context, Group, GroupState};
+use super::metadata::{topic_state, TopicState};
 use crate::backend::consume::{
     ConsumeError, Consumer, Delivery, GroupSpec, Settle, Spot, StartFrom,
 };
@@ -46,8 +47,6 @@ use crate::event::{self, Event, PARTITION_KEY};
 const FETCH_QUEUE_KBYTES: &str = "8192";
 /// How often librdkafka reports statistics, the source of the consumer lag.
 const STATISTICS_INTERVAL_MS: &str = "5000";
-/// How long a metadata or watermark request may take.
-pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to retry a topic whose metadata is not ready yet (a leader being elected).
 const METADATA_PATIENCE: Duration = Duration::from_secs(15);
 
@@ -98,23 +97,16 @@ pub(super) async fn partition_count(
     tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + METADATA_PATIENCE;
         loop {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
-                .map_err(|e| unavailable("kafka metadata request", e))?;
-            let found = metadata.topics().iter().find(|t| t.name() == topic);
-            let error = match found {
-                Some(t) => match t.error() {
-                    None if !t.partitions().is_empty() => return Ok(t.partitions().len() as i32),
-                    None => None,
-                    Some(e) => Some(RDKafkaErrorCode::from(e)),
-                },
-                None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+            let error = match topic_state(consumer.client(), &topic)? {
+                TopicState::Ready(count) => return Ok(count),
+                TopicState::Missing => {
+                    return Err(ConsumeError::Invalid(format!(
+                        "Kafka topic `{topic}` does not exist (create it, or configure \
+                         create_topics)"
+                    )))
+                }
+                TopicState::Unready(error) => error,
             };
-            if error == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
-                return Err(ConsumeError::Invalid(format!(
-                    "Kafka topic `{topic}` does not exist (create it, or configure create_topics)"
-                )));
-            }
             if std::time::Instant::now() > deadline {
                 return Err(ConsumeError::Unavailable(format!(
                     "Kafka topic `{topic}` has no usable partitions: {error:?}"

@@ -15,8 +15,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
-use super::consume::METADATA_TIMEOUT;
 use super::fetch::Continuity;
+use super::metadata::METADATA_TIMEOUT;
 use super::watermark::Watermark;
 
 /// How long a partition that is behind the broker's end may receive nothing while fetching

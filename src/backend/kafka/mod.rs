@@ -1,33 +1,47 @@
 //! Kafka through librdkafka: idempotent producer with `acks=all`, CloudEvents Kafka binding in
 //! binary mode (value = data, key = partitionkey, `ce_<attr>` headers, `content-type`).
 //! Group subscriptions live in [`consume`] (their per-partition bookkeeping in `watermark`),
-//! positional reads in `read`.
+//! positional reads in `read`, metadata and partition watermarks in `metadata`.
 
 mod consume;
 mod fetch;
 mod group;
+mod metadata;
 mod read;
 mod watermark;
 
-use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
 use super::{
-    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Health, Outbound, Position,
-    PublishError, PublishResult,
+    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, CursorKind,
+    CursorLayout, Health, Outbound, Position, PublishError, PublishResult, TopicInfo,
 };
 use crate::config::{CreateTopics, KafkaConfig};
 use crate::event::{prefixed_name, Prefix};
+
+/// The config `kind`.
+pub const KIND: &str = "kafka";
+
+/// Offsets per partition resume from cursors; nothing is refused.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    cursor: Some(CursorKind {
+        byte: 3,
+        name: "Kafka",
+        layout: CursorLayout::Offsets,
+    }),
+    no_replay: None,
+};
 
 /// How often the broker's reachability is probed with a metadata request.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -126,6 +140,36 @@ impl KafkaBackend {
         })
     }
 
+    /// Runs `request` on the blocking pool with a metadata client of its own: a consumer, so
+    /// asking about a topic never auto-creates it, and short-lived, because a consumer nobody
+    /// polls would pile up its error and log events for as long as it lived.
+    async fn with_metadata<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(&BaseConsumer) -> Result<T, ConsumeError> + Send + 'static,
+    ) -> Result<T, ConsumeError> {
+        let config = self.consumer_base.clone();
+        tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = config.create().map_err(|e| {
+                ConsumeError::Invalid(format!("invalid Kafka client settings: {e}"))
+            })?;
+            request(&client)
+        })
+        .await
+        .map_err(|e| ConsumeError::Unavailable(format!("kafka metadata task: {e}")))?
+    }
+
+    /// The offset every partition of `topic` starts at (low watermarks for `earliest`, else
+    /// high); `None` when the topic does not exist yet.
+    async fn start_offsets(
+        &self,
+        topic: &str,
+        earliest: bool,
+    ) -> Result<Option<BTreeMap<i32, i64>>, ConsumeError> {
+        let topic = topic.to_string();
+        self.with_metadata(move |client| metadata::start_offsets(client.client(), &topic, earliest))
+            .await
+    }
+
     /// Creates the topics of `batch` not seen before, when `create_topics` is configured.
     async fn ensure_topics(&self, batch: &[Outbound]) {
         let topics: Vec<&str> = batch.iter().map(|o| &*o.topic).collect();
@@ -195,10 +239,7 @@ fn spawn_probe(
     std::thread::Builder::new()
         .name("sidebus-kafka-probe".into())
         .spawn(move || loop {
-            match producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5))
-            {
+            match metadata::topics(producer.client()) {
                 Ok(_) => health.up(),
                 Err(e) => health.down(format!("metadata request failed: {e}")),
             }
@@ -250,7 +291,7 @@ fn headers(out: &Outbound) -> OwnedHeaders {
 #[async_trait::async_trait]
 impl Backend for KafkaBackend {
     fn kind(&self) -> &'static str {
-        "kafka"
+        KIND
     }
 
     async fn send(&self, batch: Vec<Outbound>) -> Acks {
@@ -308,8 +349,71 @@ impl Backend for KafkaBackend {
         read::read_from(&self.consumer_base, topic, from).await
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
+    /// A cursor must name every partition: one that named only the partitions a client
+    /// happened to receive events from would resume the others at the latest offset and lose
+    /// what they got meanwhile. So `Earliest` and `Latest` are resolved to the watermarks of
+    /// every partition, and the read starts at exactly those offsets.
+    async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        let earliest = match &from {
+            ReadFrom::Earliest => true,
+            ReadFrom::Latest => false,
+            ReadFrom::Offsets(offsets) => {
+                let start = ReadPosition::Offsets(offsets.clone());
+                return Ok(Reading {
+                    consumer: self.read_from(topic, from).await?,
+                    start: Some(start),
+                    exact: true,
+                });
+            }
+            ReadFrom::Sequence(_) => {
+                return Ok(Reading::unpositioned(self.read_from(topic, from).await?))
+            }
+        };
+        if let Some(offsets) = self.start_offsets(topic, earliest).await? {
+            let consumer = self
+                .read_from(topic, ReadFrom::Offsets(offsets.clone()))
+                .await?;
+            return Ok(Reading {
+                consumer,
+                start: Some(ReadPosition::Offsets(offsets)),
+                exact: true,
+            });
+        }
+        // The topic does not exist yet: reading creates it (when create_topics is set) and a
+        // new topic starts at offset 0 in every partition.
+        let consumer = self.read_from(topic, ReadFrom::Earliest).await?;
+        let offsets = self.start_offsets(topic, true).await?;
+        Ok(Reading {
+            consumer,
+            exact: offsets.is_some(),
+            start: offsets.map(ReadPosition::Offsets),
+        })
+    }
+
+    /// Kafka's internal topics (named `__...`) are left out.
+    async fn list_topics(&self, prefix: Option<&str>) -> Result<Vec<TopicInfo>, ConsumeError> {
+        let prefix = prefix.map(str::to_string);
+        self.with_metadata(move |client| {
+            let all = metadata::topics(client.client())
+                .map_err(|e| ConsumeError::Unavailable(format!("kafka metadata request: {e}")))?;
+            let mut topics: Vec<TopicInfo> = all
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with("__"))
+                .filter(|(name, _)| prefix.as_deref().is_none_or(|p| name.starts_with(p)))
+                .map(|(name, partitions)| TopicInfo {
+                    name,
+                    partitions: Some(partitions),
+                    messages: None,
+                })
+                .collect();
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(topics)
+        })
+        .await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
     }
 }
 

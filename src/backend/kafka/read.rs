@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::consume::{
     close, consumer_config, lag_fn, partition_count, to_event, unavailable, KafkaConsumer,
-    METADATA_TIMEOUT,
 };
 use super::group::Context;
+use super::metadata::watermarks;
 use crate::backend::consume::{ConsumeError, Consumer, Delivery, NoSettle, ReadFrom, Spot};
 
 /// Capacity of a positional reader's channel.
@@ -129,9 +129,7 @@ async fn assign(
                 Some(offset) => Offset::Offset(*offset),
                 None if earliest => Offset::Beginning,
                 None => {
-                    let (_, high) = resolver
-                        .fetch_watermarks(&topic_name, partition, METADATA_TIMEOUT)
-                        .map_err(|e| unavailable("kafka watermark request", e))?;
+                    let (_, high) = watermarks(resolver.client(), &topic_name, partition)?;
                     Offset::Offset(high)
                 }
             };

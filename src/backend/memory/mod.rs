@@ -5,18 +5,33 @@
 mod consume;
 mod store;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
-use super::{Acks, Backend, BrokerStatus, Outbound, Position};
+use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
+use super::{
+    Acks, Backend, BrokerStatus, Capabilities, CursorKind, CursorLayout, Outbound, Position,
+    TopicInfo,
+};
 use crate::config::MemoryConfig;
 use crate::event::Event;
 pub use store::Bounds;
 use store::Store;
+
+/// The config `kind`.
+pub const KIND: &str = "memory";
+
+/// Offsets resume from cursors; nothing is refused.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    cursor: Some(CursorKind {
+        byte: 1,
+        name: "memory-broker",
+        layout: CursorLayout::Sequence,
+    }),
+    no_replay: None,
+};
 
 /// An event as stored, with its offset in the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +114,10 @@ impl Log {
         self.store().bounds(topic)
     }
 
+    fn topics(&self) -> Vec<(String, usize)> {
+        self.store().topics()
+    }
+
     fn append(&self, batch: Vec<Outbound>) -> Vec<super::PublishResult> {
         let results = {
             let mut store = self.store();
@@ -122,7 +141,7 @@ impl Log {
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
-        "memory"
+        KIND
     }
 
     async fn send(&self, batch: Vec<Outbound>) -> Acks {
@@ -137,15 +156,48 @@ impl Backend for MemoryBackend {
         consume::read(self.log.clone(), topic, from)
     }
 
+    async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        let next = match from {
+            // Reads clamp to the oldest retained offset.
+            ReadFrom::Earliest => 0,
+            ReadFrom::Latest => self.end_offset(topic).max(0) as u64,
+            ReadFrom::Sequence(next) => next,
+            ReadFrom::Offsets(_) => {
+                return consume::read(self.log.clone(), topic, from).map(Reading::unpositioned)
+            }
+        };
+        Ok(Reading {
+            consumer: consume::read(self.log.clone(), topic, ReadFrom::Sequence(next))?,
+            start: Some(ReadPosition::Sequence(next)),
+            exact: true,
+        })
+    }
+
+    async fn list_topics(&self, prefix: Option<&str>) -> Result<Vec<TopicInfo>, ConsumeError> {
+        let mut topics: Vec<TopicInfo> = self
+            .log
+            .topics()
+            .into_iter()
+            .filter(|(name, _)| prefix.is_none_or(|p| name.starts_with(p)))
+            .map(|(name, messages)| TopicInfo {
+                name,
+                partitions: None,
+                messages: Some(messages as u64),
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
     fn status(&self) -> BrokerStatus {
         BrokerStatus {
             connected: true,
             last_error: None,
         }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

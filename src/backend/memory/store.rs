@@ -138,6 +138,14 @@ impl Store {
             .map_or((0, 0), |log| (log.start, log.end()))
     }
 
+    /// Every topic written to and the number of events it keeps.
+    pub(super) fn topics(&self) -> Vec<(String, usize)> {
+        self.topics
+            .iter()
+            .map(|(name, log)| (name.to_string(), log.slots.len()))
+            .collect()
+    }
+
     /// Weight of every event kept, over all topics.
     pub(super) fn bytes(&self) -> usize {
         self.bytes

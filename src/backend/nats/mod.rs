@@ -2,8 +2,8 @@
 //! publish acks are pipelined (all of a batch are sent before any is awaited).
 
 mod consume;
+mod topics;
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -16,14 +16,27 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
-use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
+use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
 use super::tls::TlsFiles;
 use super::{
-    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Health, Outbound, Position,
-    PublishError, PublishResult,
+    fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, CursorKind,
+    CursorLayout, Health, Outbound, Position, PublishError, PublishResult, TopicInfo,
 };
 use crate::config::NatsConfig;
 use crate::event::{prefixed_name, Prefix};
+
+/// The config `kind`.
+pub const KIND: &str = "nats";
+
+/// Stream sequences resume from cursors; nothing is refused.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    cursor: Some(CursorKind {
+        byte: 2,
+        name: "JetStream",
+        layout: CursorLayout::Sequence,
+    }),
+    no_replay: None,
+};
 
 /// A NATS JetStream broker.
 pub struct NatsBackend {
@@ -242,7 +255,7 @@ fn classify(kind: PublishErrorKind, error: String, ack_timeout: Duration) -> Pub
 #[async_trait::async_trait]
 impl Backend for NatsBackend {
     fn kind(&self) -> &'static str {
-        "nats"
+        KIND
     }
 
     async fn send(&self, batch: Vec<Outbound>) -> Acks {
@@ -302,6 +315,35 @@ impl Backend for NatsBackend {
         self.read_positional(topic, from).await
     }
 
+    async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        let (from, start, exact) = match from {
+            // Stream sequences start at 1; a start below the first retained one delivers from
+            // the first retained one, exactly like "all".
+            ReadFrom::Earliest => (ReadFrom::Sequence(1), 1, true),
+            // The stream's last sequence is not known here: the first event tells it.
+            ReadFrom::Latest => (ReadFrom::Latest, 0, false),
+            ReadFrom::Sequence(next) => (ReadFrom::Sequence(next), next, true),
+            ReadFrom::Offsets(_) => {
+                return Ok(Reading::unpositioned(
+                    self.read_positional(topic, from).await?,
+                ))
+            }
+        };
+        Ok(Reading {
+            consumer: self.read_positional(topic, from).await?,
+            start: Some(ReadPosition::Sequence(start)),
+            exact,
+        })
+    }
+
+    async fn list_topics(&self, prefix: Option<&str>) -> Result<Vec<TopicInfo>, ConsumeError> {
+        self.topics(prefix).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
     fn status(&self) -> BrokerStatus {
         let mut status = self.health.status();
         status.connected = self.client.connection_state() == State::Connected;
@@ -315,10 +357,6 @@ impl Backend for NatsBackend {
             ));
         }
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

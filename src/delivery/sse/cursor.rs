@@ -5,87 +5,81 @@
 //!
 //! ```text
 //! 0x01                       version
-//! kind                       1 = memory, 2 = JetStream, 3 = Kafka
+//! kind                       the broker's `CursorKind` byte: 1 = memory, 2 = JetStream,
+//!                            3 = Kafka
 //! fnv1a32(topic), 4 bytes BE guards against a cursor of another topic
-//! memory, JetStream:         varint next offset / next stream sequence
-//! Kafka:                     varint n, then n × (varint partition, varint next offset),
-//!                            partitions strictly ascending
+//! sequence layout:           varint next offset / next stream sequence (memory, JetStream)
+//! offsets layout:            varint n, then n × (varint partition, varint next offset),
+//!                            partitions strictly ascending (Kafka)
 //! ```
 //!
 //! Nothing may follow; anything malformed, of another version, broker kind or topic is an error,
-//! never a silent replay from somewhere else.
+//! never a silent replay from somewhere else. The codec knows no broker: each backend declares
+//! its kind byte, name and layout in its `Capabilities`.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use crate::backend::consume::ReadFrom;
+use crate::backend::consume::{ReadFrom, ReadPosition};
+use crate::backend::{cursor_kind, CursorKind, CursorLayout};
 
 const VERSION: u8 = 1;
-const KIND_MEMORY: u8 = 1;
-const KIND_JETSTREAM: u8 = 2;
-const KIND_KAFKA: u8 = 3;
-/// Most partitions a Kafka cursor may name (a bound on decoding work, far above real topics).
+/// Most partitions a cursor may name (a bound on decoding work, far above real topics).
 pub const MAX_PARTITIONS: usize = 100_000;
 /// Longest cursor text accepted.
 pub const MAX_LEN: usize = 2 * 1024 * 1024;
 
-/// A position in one topic: the next event to deliver.
+/// A position in one topic, the next event to deliver, tagged with the cursor kind of the
+/// broker it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Position {
-    /// Memory broker: next offset.
-    Memory(u64),
-    /// NATS JetStream: next stream sequence.
-    JetStream(u64),
-    /// Kafka: next offset of every partition.
-    Kafka(BTreeMap<i32, i64>),
+pub struct Cursor {
+    kind: CursorKind,
+    position: ReadPosition,
 }
 
-impl Position {
-    /// The broker kind (`Backend::kind`) the position belongs to.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Position::Memory(_) => "memory",
-            Position::JetStream(_) => "nats",
-            Position::Kafka(_) => "kafka",
-        }
+impl Cursor {
+    /// The cursor of `position` on a broker whose cursors are of `kind`; `None` when the
+    /// position does not have the kind's layout.
+    pub fn new(kind: CursorKind, position: ReadPosition) -> Option<Self> {
+        let fits = matches!(
+            (kind.layout, &position),
+            (CursorLayout::Sequence, ReadPosition::Sequence(_))
+                | (CursorLayout::Offsets, ReadPosition::Offsets(_))
+        );
+        fits.then_some(Self { kind, position })
+    }
+
+    /// The cursor kind of the broker the position belongs to.
+    pub fn kind(&self) -> CursorKind {
+        self.kind
+    }
+
+    /// The position.
+    pub fn position(&self) -> &ReadPosition {
+        &self.position
     }
 
     /// Where a reader resumes from this position.
     pub fn read_from(&self) -> ReadFrom {
-        match self {
-            Position::Memory(next) | Position::JetStream(next) => ReadFrom::Sequence(*next),
-            Position::Kafka(next) => ReadFrom::Offsets(next.clone()),
-        }
+        self.position.clone().into()
     }
 
     /// Moves past an event at `partition`/`offset` (both from a broker, so never negative; the
     /// largest offset saturates rather than overflowing).
     pub fn advance(&mut self, partition: i32, offset: i64) {
-        match self {
-            Position::Memory(next) | Position::JetStream(next) => {
-                *next = (*next).max(offset.max(0) as u64 + 1);
-            }
-            Position::Kafka(next) => {
-                let slot = next.entry(partition).or_insert(0);
-                *slot = (*slot).max(offset.saturating_add(1));
-            }
-        }
+        self.position.advance(partition, offset);
     }
 
     /// The cursor text for `topic`.
     pub fn encode(&self, topic: &str) -> String {
         let mut out = Vec::with_capacity(16);
         out.push(VERSION);
-        out.push(match self {
-            Position::Memory(_) => KIND_MEMORY,
-            Position::JetStream(_) => KIND_JETSTREAM,
-            Position::Kafka(_) => KIND_KAFKA,
-        });
+        out.push(self.kind.byte);
         out.extend_from_slice(&fnv1a32(topic).to_be_bytes());
-        match self {
-            Position::Memory(next) | Position::JetStream(next) => put_varint(&mut out, *next),
-            Position::Kafka(next) => {
+        match &self.position {
+            ReadPosition::Sequence(next) => put_varint(&mut out, *next),
+            ReadPosition::Offsets(next) => {
                 put_varint(&mut out, next.len() as u64);
                 for (partition, offset) in next {
                     put_varint(&mut out, *partition as u64);
@@ -96,8 +90,14 @@ impl Position {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Reads a cursor given for `topic` on a broker of kind `kind`.
-    pub fn decode(text: &str, kind: &str, topic: &str) -> Result<Self, CursorError> {
+    /// Reads a cursor given for `topic` on a broker of config kind `broker` whose cursors are
+    /// of kind `here` (`None`: the broker has no cursors).
+    pub fn decode(
+        text: &str,
+        here: Option<CursorKind>,
+        broker: &str,
+        topic: &str,
+    ) -> Result<Self, CursorError> {
         if text.is_empty() || text.len() > MAX_LEN {
             return Err(CursorError::Malformed);
         }
@@ -109,44 +109,19 @@ impl Position {
         if version != VERSION {
             return Err(CursorError::Version(version));
         }
-        let cursor_kind = match take(&mut input, 1)?[0] {
-            KIND_MEMORY => "memory",
-            KIND_JETSTREAM => "nats",
-            KIND_KAFKA => "kafka",
-            _ => return Err(CursorError::Malformed),
-        };
+        let kind = cursor_kind(take(&mut input, 1)?[0]).ok_or(CursorError::Malformed)?;
         let hash = u32::from_be_bytes(take(&mut input, 4)?.try_into().expect("4 bytes"));
-        let position = match cursor_kind {
-            "memory" => Position::Memory(get_varint(&mut input)?),
-            "nats" => Position::JetStream(get_varint(&mut input)?),
-            _ => {
-                let n = get_varint(&mut input)?;
-                if n as usize > MAX_PARTITIONS {
-                    return Err(CursorError::Malformed);
-                }
-                let mut next = BTreeMap::new();
-                let mut last: Option<i32> = None;
-                for _ in 0..n {
-                    let partition = i32::try_from(get_varint(&mut input)?)
-                        .map_err(|_| CursorError::Malformed)?;
-                    let offset = i64::try_from(get_varint(&mut input)?)
-                        .map_err(|_| CursorError::Malformed)?;
-                    if last.is_some_and(|l| partition <= l) {
-                        return Err(CursorError::Malformed);
-                    }
-                    last = Some(partition);
-                    next.insert(partition, offset);
-                }
-                Position::Kafka(next)
-            }
+        let position = match kind.layout {
+            CursorLayout::Sequence => ReadPosition::Sequence(get_varint(&mut input)?),
+            CursorLayout::Offsets => ReadPosition::Offsets(get_offsets(&mut input)?),
         };
         if !input.is_empty() {
             return Err(CursorError::Malformed);
         }
-        if cursor_kind != kind {
+        if here != Some(kind) {
             return Err(CursorError::Foreign(format!(
-                "it is a {} cursor and this broker is {kind}",
-                kind_name(cursor_kind)
+                "it is a {} cursor and this broker is {broker}",
+                kind.name
             )));
         }
         if hash != fnv1a32(topic) {
@@ -154,16 +129,28 @@ impl Position {
                 "it was issued for another topic than `{topic}`"
             )));
         }
-        Ok(position)
+        Ok(Self { kind, position })
     }
 }
 
-fn kind_name(kind: &str) -> &'static str {
-    match kind {
-        "memory" => "memory-broker",
-        "nats" => "JetStream",
-        _ => "Kafka",
+/// `n`, then `n` × (partition, next offset), partitions strictly ascending.
+fn get_offsets(input: &mut &[u8]) -> Result<BTreeMap<i32, i64>, CursorError> {
+    let n = get_varint(input)?;
+    if n as usize > MAX_PARTITIONS {
+        return Err(CursorError::Malformed);
     }
+    let mut next = BTreeMap::new();
+    let mut last: Option<i32> = None;
+    for _ in 0..n {
+        let partition = i32::try_from(get_varint(input)?).map_err(|_| CursorError::Malformed)?;
+        let offset = i64::try_from(get_varint(input)?).map_err(|_| CursorError::Malformed)?;
+        if last.is_some_and(|l| partition <= l) {
+            return Err(CursorError::Malformed);
+        }
+        last = Some(partition);
+        next.insert(partition, offset);
+    }
+    Ok(next)
 }
 
 /// Why a cursor was refused.
@@ -229,29 +216,66 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::backend;
 
-    fn round_trip(position: Position, topic: &str) {
-        let text = position.encode(topic);
+    /// Every broker kind of this build and its cursor kind, as the backends declare them.
+    fn brokers() -> &'static [(&'static str, backend::Capabilities)] {
+        backend::kinds()
+    }
+
+    /// The cursor kind tagged `byte` (1 memory, 2 JetStream, 3 Kafka).
+    fn kind(byte: u8) -> CursorKind {
+        cursor_kind(byte).expect("a cursor kind of this build")
+    }
+
+    /// The config kind of the broker whose cursors are of `kind`.
+    fn broker_of(kind: CursorKind) -> &'static str {
+        brokers()
+            .iter()
+            .find(|(_, c)| c.cursor == Some(kind))
+            .map(|(name, _)| *name)
+            .expect("every cursor kind belongs to a broker")
+    }
+
+    fn memory(next: u64) -> Cursor {
+        Cursor::new(kind(1), ReadPosition::Sequence(next)).unwrap()
+    }
+
+    fn jetstream(next: u64) -> Cursor {
+        Cursor::new(kind(2), ReadPosition::Sequence(next)).unwrap()
+    }
+
+    fn kafka(next: BTreeMap<i32, i64>) -> Cursor {
+        Cursor::new(kind(3), ReadPosition::Offsets(next)).unwrap()
+    }
+
+    /// Decodes `text` on a broker whose cursors are of kind `byte`.
+    fn decode_on(text: &str, byte: u8, topic: &str) -> Result<Cursor, CursorError> {
+        Cursor::decode(text, Some(kind(byte)), broker_of(kind(byte)), topic)
+    }
+
+    fn round_trip(cursor: Cursor, topic: &str) {
+        let text = cursor.encode(topic);
         assert!(
             text.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "{text}"
         );
-        assert_eq!(
-            Position::decode(&text, position.kind(), topic),
-            Ok(position)
-        );
+        assert_eq!(decode_on(&text, cursor.kind().byte, topic), Ok(cursor));
     }
 
     #[test]
     fn edge_positions_round_trip() {
-        round_trip(Position::Kafka(BTreeMap::new()), "empty");
-        round_trip(Position::Memory(u64::MAX), "max");
-        round_trip(Position::JetStream(0), "");
-        round_trip(
-            Position::Kafka(BTreeMap::from([(0, 0), (i32::MAX, i64::MAX)])),
-            "max",
-        );
+        round_trip(kafka(BTreeMap::new()), "empty");
+        round_trip(memory(u64::MAX), "max");
+        round_trip(jetstream(0), "");
+        round_trip(kafka(BTreeMap::from([(0, 0), (i32::MAX, i64::MAX)])), "max");
+    }
+
+    #[test]
+    fn a_position_fits_only_its_kinds_layout() {
+        assert!(Cursor::new(kind(3), ReadPosition::Sequence(1)).is_none());
+        assert!(Cursor::new(kind(1), ReadPosition::Offsets(BTreeMap::new())).is_none());
     }
 
     /// Values of every magnitude up to `max` (a power of two less one), both edges included.
@@ -263,18 +287,24 @@ mod tests {
         ]
     }
 
-    /// Positions as brokers produce them: partitions and offsets are never negative.
-    fn position() -> impl Strategy<Value = Position> {
-        let partition = number(i32::MAX as u64).prop_map(|p| p as i32);
-        let offset = number(i64::MAX as u64).prop_map(|o| o as i64);
-        prop_oneof![
-            number(u64::MAX).prop_map(Position::Memory),
-            number(u64::MAX).prop_map(Position::JetStream),
-            prop::collection::btree_map(partition, offset, 0..70).prop_map(Position::Kafka),
-        ]
+    /// Cursors of every kind of this build, with positions as brokers produce them:
+    /// partitions and offsets are never negative.
+    fn position() -> impl Strategy<Value = Cursor> {
+        let kinds: Vec<CursorKind> = brokers().iter().filter_map(|(_, c)| c.cursor).collect();
+        prop::sample::select(kinds).prop_flat_map(|kind| {
+            let position = match kind.layout {
+                CursorLayout::Sequence => number(u64::MAX).prop_map(ReadPosition::Sequence).boxed(),
+                CursorLayout::Offsets => {
+                    let partition = number(i32::MAX as u64).prop_map(|p| p as i32);
+                    let offset = number(i64::MAX as u64).prop_map(|o| o as i64);
+                    prop::collection::btree_map(partition, offset, 0..70)
+                        .prop_map(ReadPosition::Offsets)
+                        .boxed()
+                }
+            };
+            position.prop_map(move |p| Cursor::new(kind, p).expect("the kind's layout"))
+        })
     }
-
-    const KINDS: [&str; 4] = ["memory", "nats", "kafka", "amqp"];
 
     proptest! {
         #[test]
@@ -289,23 +319,30 @@ mod tests {
             other in ".{0,40}",
         ) {
             let text = position.encode(&topic);
-            for kind in KINDS.into_iter().filter(|k| *k != position.kind()) {
+            for (broker, capabilities) in brokers()
+                .iter()
+                .filter(|(_, c)| c.cursor != Some(position.kind()))
+            {
                 prop_assert!(
-                    matches!(Position::decode(&text, kind, &topic), Err(CursorError::Foreign(_))),
-                    "{kind}"
+                    matches!(
+                        Cursor::decode(&text, capabilities.cursor, broker, &topic),
+                        Err(CursorError::Foreign(_))
+                    ),
+                    "{broker}"
                 );
             }
             if fnv1a32(&other) != fnv1a32(&topic) {
                 prop_assert!(matches!(
-                    Position::decode(&text, position.kind(), &other),
+                    decode_on(&text, position.kind().byte, &other),
                     Err(CursorError::Foreign(_))
                 ));
             }
         }
 
         #[test]
-        fn any_text_decodes_without_panic(text in ".{0,64}", kind in 0..4usize) {
-            if let Ok(position) = Position::decode(&text, KINDS[kind], "t") {
+        fn any_text_decodes_without_panic(text in ".{0,64}", broker in 0..brokers().len()) {
+            let (name, capabilities) = brokers()[broker];
+            if let Ok(position) = Cursor::decode(&text, capabilities.cursor, name, "t") {
                 prop_assert_eq!(position.encode("t"), text);
             }
         }
@@ -316,14 +353,15 @@ mod tests {
         fn any_payload_decodes_without_panic_and_valid_ones_are_canonical(
             kind_byte in 0..5u8,
             payload in prop::collection::vec(any::<u8>(), 0..48),
-            kind in 0..4usize,
+            broker in 0..brokers().len(),
         ) {
             let mut raw = vec![VERSION, kind_byte];
             raw.extend_from_slice(&fnv1a32("t").to_be_bytes());
             raw.extend_from_slice(&payload);
             let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw);
-            if let Ok(position) = Position::decode(&text, KINDS[kind], "t") {
-                prop_assert_eq!(position.kind(), KINDS[kind]);
+            let (name, capabilities) = brokers()[broker];
+            if let Ok(position) = Cursor::decode(&text, capabilities.cursor, name, "t") {
+                prop_assert_eq!(Some(position.kind()), capabilities.cursor);
                 prop_assert_eq!(position.encode("t"), text);
             }
         }
@@ -357,41 +395,55 @@ mod tests {
         }
     }
 
+    /// Cursors issued before stay valid: the wire layout of every kind is fixed.
+    #[test]
+    fn the_wire_layout_is_stable() {
+        let offsets = kafka(BTreeMap::from([(0, 17), (1, 16), (2, 300)]));
+        for (position, text) in [
+            (memory(3), "AQEyXpbsAw"),
+            (jetstream(21), "AQIyXpbsFQ"),
+            (offsets, "AQMyXpbsAwARARACrAI"),
+        ] {
+            assert_eq!(position.encode("orders"), text);
+            assert_eq!(
+                decode_on(text, position.kind().byte, "orders"),
+                Ok(position)
+            );
+        }
+    }
+
     #[test]
     fn cursors_are_short() {
-        let kafka = Position::Kafka(BTreeMap::from([(0, 17), (1, 16), (2, 17)]));
+        let offsets = kafka(BTreeMap::from([(0, 17), (1, 16), (2, 17)]));
         assert!(
-            kafka.encode("orders").len() <= 20,
+            offsets.encode("orders").len() <= 20,
             "{}",
-            kafka.encode("orders")
+            offsets.encode("orders")
         );
-        assert!(Position::JetStream(21).encode("orders").len() <= 12);
+        assert!(jetstream(21).encode("orders").len() <= 12);
     }
 
     #[test]
     fn a_cursor_of_another_kind_or_topic_is_foreign() {
-        let text = Position::JetStream(5).encode("orders");
+        let text = jetstream(5).encode("orders");
         assert!(matches!(
-            Position::decode(&text, "kafka", "orders"),
+            decode_on(&text, 3, "orders"),
             Err(CursorError::Foreign(_))
         ));
         assert!(matches!(
-            Position::decode(&text, "memory", "orders"),
+            decode_on(&text, 1, "orders"),
             Err(CursorError::Foreign(_))
         ));
         assert!(matches!(
-            Position::decode(&text, "nats", "payments"),
+            decode_on(&text, 2, "payments"),
             Err(CursorError::Foreign(_))
         ));
-        assert_eq!(
-            Position::decode(&text, "nats", "orders"),
-            Ok(Position::JetStream(5))
-        );
+        assert_eq!(decode_on(&text, 2, "orders"), Ok(jetstream(5)));
     }
 
     #[test]
     fn malformed_cursors_are_refused() {
-        let good = Position::Kafka(BTreeMap::from([(0, 3), (2, 9)])).encode("t");
+        let good = kafka(BTreeMap::from([(0, 3), (2, 9)])).encode("t");
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(&good)
             .unwrap();
@@ -421,13 +473,13 @@ mod tests {
             b64(&[1, 9, 0, 0, 0, 0, 0]),
             "x".repeat(MAX_LEN + 1),
         ] {
-            let got = Position::decode(&bad, "kafka", "t");
+            let got = decode_on(&bad, 3, "t");
             assert_eq!(got, Err(CursorError::Malformed), "{bad:.80}");
         }
         let mut future = raw.clone();
         future[0] = 2;
         assert_eq!(
-            Position::decode(&b64(&future), "kafka", "t"),
+            decode_on(&b64(&future), 3, "t"),
             Err(CursorError::Version(2))
         );
         // Every single-byte change is refused or decodes to a different, still valid position
@@ -436,28 +488,25 @@ mod tests {
             for bit in 0..8 {
                 let mut flipped = raw.clone();
                 flipped[i] ^= 1 << bit;
-                let _ = Position::decode(&b64(&flipped), "kafka", "t");
+                let _ = decode_on(&b64(&flipped), 3, "t");
             }
         }
     }
 
     #[test]
     fn positions_advance_past_delivered_events() {
-        let mut memory = Position::Memory(0);
-        memory.advance(0, 41);
-        assert_eq!(memory.read_from(), ReadFrom::Sequence(42));
-        let mut kafka = Position::Kafka(BTreeMap::from([(0, 5), (1, 0)]));
-        kafka.advance(1, 7);
-        kafka.advance(2, 0);
-        kafka.advance(0, 3); // older than the position: no step back
+        let mut sequence = memory(0);
+        sequence.advance(0, 41);
+        assert_eq!(sequence.read_from(), ReadFrom::Sequence(42));
+        let mut offsets = kafka(BTreeMap::from([(0, 5), (1, 0)]));
+        offsets.advance(1, 7);
+        offsets.advance(2, 0);
+        offsets.advance(0, 3); // older than the position: no step back
         assert_eq!(
-            kafka.read_from(),
+            offsets.read_from(),
             ReadFrom::Offsets(BTreeMap::from([(0, 5), (1, 8), (2, 1)]))
         );
-        kafka.advance(3, i64::MAX);
-        assert_eq!(
-            Position::decode(&kafka.encode("t"), "kafka", "t"),
-            Ok(kafka.clone())
-        );
+        offsets.advance(3, i64::MAX);
+        assert_eq!(decode_on(&offsets.encode("t"), 3, "t"), Ok(offsets.clone()));
     }
 }

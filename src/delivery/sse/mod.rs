@@ -1,7 +1,7 @@
 //! Server-Sent Events: one broker reader per HTTP stream, rendered as `text/event-stream`.
 //!
 //! ```text
-//! backend.read_from | backend.subscribe -> pump task -> bounded buffer -> SseStream (the body)
+//! backend.read_resolved | backend.subscribe -> pump task -> bounded buffer -> SseStream (the body)
 //! ```
 //!
 //! Each event's `id:` is a [`cursor`] that encodes the position after it, so a client resumes
@@ -11,13 +11,14 @@
 //! `stall_timeout` for room in the bounded buffer; a client that leaves it full that long is sent
 //! a final `sidebus.disconnect` event and disconnected, never buffered without bound.
 //!
-//! Where a stream starts is worked out in `start`, the pump task lives in `pump`, and the
-//! wire format and response body in `body`.
+//! The client's request is checked against what the broker can do in `start`, the pump task
+//! lives in `pump`, the wire format of one event in `frame` and the response body in `body`.
+//! Nothing here names a broker: where a read starts comes from `Backend::read_resolved`, and
+//! cursors and replay from `Backend::capabilities`.
 
 mod body;
 pub mod cursor;
-#[cfg(feature = "kafka")]
-mod kafka;
+mod frame;
 mod pump;
 mod start;
 
@@ -27,14 +28,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::consume::{ConsumeError, GroupSpec};
-use crate::config::StartFrom;
-use crate::config::{BrokerConfig, SseConfig};
+use crate::backend::consume::{ConsumeError, GroupSpec, ReadFrom, StartFrom};
+use crate::config::SseConfig;
 use crate::pipeline::Broker;
 use pump::Pump;
 
-pub use body::{render, SseStream};
-pub use cursor::{CursorError, Position};
+pub use body::SseStream;
+pub use cursor::{Cursor, CursorError};
+pub use frame::render;
 pub use start::{Start, StreamRequest};
 
 /// The SSE `event:` name of the final event of a stream that sidebus ends.
@@ -90,7 +91,6 @@ impl Streams {
 /// Opens the broker reader for `request` and starts streaming into the returned body.
 pub async fn open(
     broker: &Broker,
-    broker_config: Option<&BrokerConfig>,
     request: StreamRequest,
     settings: &SseConfig,
     streams: &Streams,
@@ -114,11 +114,22 @@ pub async fn open(
                 .await?;
             (consumer, None, false)
         }
-        (None, Start::Cursor(position)) => {
-            let consumer = backend.read_from(topic, position.read_from()).await?;
-            (consumer, Some(position.clone()), false)
+        (None, start) => {
+            let (from, fresh) = match start {
+                Start::Cursor(cursor) => (cursor.read_from(), false),
+                Start::From(from) => (ReadFrom::from(*from), true),
+            };
+            // A fresh stream starts at a concrete position where the broker can tell it, so
+            // every cursor the stream sends names where it began.
+            let reading = backend.read_resolved(topic, from).await?;
+            let kind = backend.capabilities().cursor;
+            let position = reading
+                .start
+                .zip(kind)
+                .and_then(|(start, kind)| Cursor::new(kind, start));
+            let announce = fresh && reading.exact && position.is_some();
+            (reading.consumer, position, announce)
         }
-        (None, Start::From(from)) => start::open_fresh(broker, broker_config, topic, *from).await?,
     };
     // The first block flushes the headers to the client at once, and for a fresh stream whose
     // start is known carries that position as an `id:` without data: EventSource takes it as

@@ -6,16 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
-use super::body::render;
-use super::cursor::Position;
+use super::cursor::Cursor;
+use super::frame::{render, Frame};
 use super::{settle, DISCONNECT_EVENT};
-use crate::backend::consume::{ConsumeError, Consumer, Delivery, Settle};
-
-/// One rendered SSE event and the acknowledgement it carries.
-pub(super) struct Frame {
-    pub(super) bytes: Bytes,
-    pub(super) settle: Box<dyn Settle>,
-}
+use crate::backend::consume::{ConsumeError, Consumer, Delivery};
 
 /// Why sidebus ends a stream; sent as the final `sidebus.disconnect` event.
 #[derive(Debug, serde::Serialize)]
@@ -38,7 +32,7 @@ pub(super) struct Pump {
     pub(super) last: oneshot::Sender<Bytes>,
     pub(super) closing: watch::Receiver<bool>,
     /// The position after the last event read; `None` where there are no cursors.
-    pub(super) position: Option<Position>,
+    pub(super) position: Option<Cursor>,
     pub(super) topic: String,
     pub(super) key: Option<String>,
     pub(super) typed: bool,
