@@ -5,8 +5,10 @@
 //! after those of later events.
 //!
 //! The guard remembers, per lane, the ids given back, in lane order. An event of a lane that
-//! owes something is admitted only when it is the first one owed; any other is refused and goes
-//! back to the broker, to come again after the owed one. An owed event that does not come back
+//! owes something is admitted only when it is the first one owed; any other is refused, owed in
+//! its turn behind those, and goes back to the broker, to come again after the owed one. (Refused
+//! events come back in whatever order their naks reach the broker; owing them keeps the lane's
+//! order among them too.) An owed event that does not come back
 //! within [`OrderGuard::wait`] of the consumer (re)starting, or of the previous owed event's
 //! delivery, is taken as gone (another member of the group delivered it, or the broker dropped
 //! it) so that its lane is not held forever.
@@ -102,7 +104,14 @@ impl OrderGuard {
                     owed.ids.pop_front();
                     owed.since = now;
                 }
-                Some(_) => return Admission::Refused,
+                Some(_) => {
+                    // A refused event comes again later, perhaps after events of its lane that
+                    // follow it: it is owed, in the order the lane first offered it.
+                    if !owed.ids.iter().any(|owed| owed == id) {
+                        owed.ids.push_back(id.to_string());
+                    }
+                    return Admission::Refused;
+                }
             }
         }
     }
@@ -162,8 +171,26 @@ mod tests {
         assert_eq!(guard.admit("k:a", "6"), Refused);
         assert_eq!(guard.admit("k:a", "5"), Admitted);
         assert_eq!(guard.admit("k:a", "6"), Admitted);
-        assert_eq!(guard.owed(), 0);
+        assert_eq!(guard.owed(), 1, "11, refused while 4 was owed, waits its turn");
         assert_eq!(guard.admit("k:a", "11"), Admitted);
+        assert_eq!(guard.owed(), 0);
+    }
+
+    #[test]
+    fn refused_events_keep_their_order_whatever_order_they_come_again_in() {
+        let guard = OrderGuard::default();
+        guard.owe("k:a", "4");
+        for id in ["5", "6", "7"] {
+            assert_eq!(guard.admit("k:a", id), Refused, "{id} waits for 4");
+        }
+        assert_eq!(guard.admit("k:a", "4"), Admitted);
+        assert_eq!(guard.admit("k:a", "7"), Refused, "7 came again first");
+        assert_eq!(guard.admit("k:a", "6"), Refused);
+        assert_eq!(guard.admit("k:a", "5"), Admitted);
+        assert_eq!(guard.admit("k:a", "7"), Refused);
+        assert_eq!(guard.admit("k:a", "6"), Admitted);
+        assert_eq!(guard.admit("k:a", "7"), Admitted);
+        assert_eq!(guard.owed(), 0);
     }
 
     #[test]
@@ -193,6 +220,6 @@ mod tests {
         guard.owe("k:a", "4");
         guard.restart();
         assert_eq!(guard.admit("k:a", "5"), Refused);
-        assert_eq!(guard.owed(), 1);
+        assert_eq!(guard.owed(), 2, "4 is still awaited, and 5 is owed behind it");
     }
 }
