@@ -1,27 +1,23 @@
 //! The PEM files of a broker's TLS settings (`tls_ca_file`, `tls_cert_file`, `tls_key_file`),
 //! shared by the brokers that have them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustls_pki_types::pem::{Error as PemError, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A broker's TLS files; any of them may be absent.
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    /// `tls_ca_file`: PEM CA certificate(s) to trust.
-    pub ca: Option<PathBuf>,
-    /// `tls_cert_file`: PEM client certificate (chain) for mutual TLS.
-    pub cert: Option<PathBuf>,
-    /// `tls_key_file`: PEM private key of the client certificate.
-    pub key: Option<PathBuf>,
-}
+pub use crate::config::TlsFiles;
 
-impl TlsFiles {
+/// Reading a broker's TLS files at startup.
+pub trait CheckFiles {
     /// Fails startup when a configured file cannot be read or holds no PEM certificate or key,
     /// naming the setting; otherwise the client would retry forever on an error without the
     /// path.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String>;
+}
+
+impl CheckFiles for TlsFiles {
+    fn check(&self) -> Result<(), String> {
         for (setting, path) in [("tls_ca_file", &self.ca), ("tls_cert_file", &self.cert)] {
             if let Some(path) = path {
                 let found = CertificateDer::from_pem_file(path).map(drop);

@@ -128,6 +128,17 @@ fn yes() -> bool {
     true
 }
 
+impl NatsConfig {
+    /// Its TLS files, as the backend reads and checks them.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls_ca_file.clone(),
+            cert: self.tls_cert_file.clone(),
+            key: self.tls_key_file.clone(),
+        }
+    }
+}
+
 /// Settings of an AMQP 0-9-1 broker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +158,31 @@ pub struct AmqpConfig {
     /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1, unencrypted).
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+}
+
+impl AmqpConfig {
+    /// Its TLS files, as the backend reads and checks them.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls_ca_file.clone(),
+            cert: self.tls_cert_file.clone(),
+            key: self.tls_key_file.clone(),
+        }
+    }
+}
+
+/// The PEM files of a broker's TLS settings (`tls_ca_file`, `tls_cert_file`, `tls_key_file`),
+/// one type for every broker that has them. The keys stay plain fields of each broker's table:
+/// `#[serde(flatten)]` would lose the key path and the list of expected keys in the error for a
+/// misspelt key, which `deny_unknown_fields` gives today.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `tls_ca_file`: PEM CA certificate(s) to trust.
+    pub ca: Option<PathBuf>,
+    /// `tls_cert_file`: PEM client certificate (chain) for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// `tls_key_file`: PEM private key of the client certificate.
+    pub key: Option<PathBuf>,
 }
 
 fn default_exchange_kind() -> String {
@@ -202,7 +238,7 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     ));
                 }
             }
-            client_certificate(&key, &n.tls_cert_file, &n.tls_key_file)
+            client_certificate(&key, &n.tls())
         }
         BrokerConfig::Amqp(a) => {
             if !(a.url.starts_with("amqp://") || a.url.starts_with("amqps://")) {
@@ -214,10 +250,11 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     "must be one of fanout, topic, direct, headers",
                 ));
             }
+            let tls = a.tls();
             let tls_settings = [
-                ("tls_ca_file", &a.tls_ca_file),
-                ("tls_cert_file", &a.tls_cert_file),
-                ("tls_key_file", &a.tls_key_file),
+                ("tls_ca_file", &tls.ca),
+                ("tls_cert_file", &tls.cert),
+                ("tls_key_file", &tls.key),
             ];
             if let Some((setting, _)) = tls_settings.iter().find(|(_, path)| path.is_some()) {
                 if !a.url.starts_with("amqps://") {
@@ -227,7 +264,7 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
                     ));
                 }
             }
-            client_certificate(&key, &a.tls_cert_file, &a.tls_key_file)
+            client_certificate(&key, &tls)
         }
     }
 }
@@ -241,12 +278,8 @@ fn positive_size(key: &str, size: ByteSize) -> Result<(), ConfigError> {
 }
 
 /// A client certificate and its key go together.
-fn client_certificate(
-    key: &dyn Fn(&str) -> String,
-    cert: &Option<PathBuf>,
-    private_key: &Option<PathBuf>,
-) -> Result<(), ConfigError> {
-    match (cert, private_key) {
+fn client_certificate(key: &dyn Fn(&str) -> String, tls: &TlsFiles) -> Result<(), ConfigError> {
+    match (&tls.cert, &tls.key) {
         (Some(_), None) => Err(invalid(
             key("tls_key_file"),
             "is required with tls_cert_file: the client certificate's private key",

@@ -14,7 +14,9 @@ pub mod topic;
 mod whole;
 
 pub use access::AccessConfig;
-pub use brokers::{AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig};
+pub use brokers::{
+    AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig, TlsFiles,
+};
 pub use error::{ConfigError, Origin, Problem};
 pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};

@@ -27,7 +27,7 @@ use lapin::{
 use tokio::sync::{watch, Notify};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom};
-use super::tls::TlsFiles;
+use super::tls::{CheckFiles, TlsFiles};
 use super::{
     fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, Health,
     NoReplay, Outbound, Position, PublishError, PublishResult, TopicInfo,
@@ -95,11 +95,7 @@ impl AmqpBackend {
         config: &AmqpConfig,
         settings: &BackendSettings,
     ) -> Result<Self, BuildError> {
-        let tls = TlsFiles {
-            ca: config.tls_ca_file.clone(),
-            cert: config.tls_cert_file.clone(),
-            key: config.tls_key_file.clone(),
-        };
+        let tls = config.tls();
         tls.check().map_err(|reason| BuildError {
             broker: name.to_string(),
             reason,

@@ -17,7 +17,7 @@ use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
-use super::tls::TlsFiles;
+use super::tls::CheckFiles;
 use super::{
     fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, CursorKind,
     CursorLayout, Health, Outbound, Position, PublishError, PublishResult, TopicInfo,
@@ -65,13 +65,7 @@ impl NatsBackend {
             broker: name.to_string(),
             reason,
         };
-        TlsFiles {
-            ca: config.tls_ca_file.clone(),
-            cert: config.tls_cert_file.clone(),
-            key: config.tls_key_file.clone(),
-        }
-        .check()
-        .map_err(build_error)?;
+        config.tls().check().map_err(build_error)?;
         let health = Arc::new(Health::default());
         let failure = Arc::new(Mutex::new(None::<String>));
         let events = (health.clone(), failure.clone());

@@ -171,7 +171,11 @@ mod tests {
         assert_eq!(guard.admit("k:a", "6"), Refused);
         assert_eq!(guard.admit("k:a", "5"), Admitted);
         assert_eq!(guard.admit("k:a", "6"), Admitted);
-        assert_eq!(guard.owed(), 1, "11, refused while 4 was owed, waits its turn");
+        assert_eq!(
+            guard.owed(),
+            1,
+            "11, refused while 4 was owed, waits its turn"
+        );
         assert_eq!(guard.admit("k:a", "11"), Admitted);
         assert_eq!(guard.owed(), 0);
     }
@@ -220,6 +224,10 @@ mod tests {
         guard.owe("k:a", "4");
         guard.restart();
         assert_eq!(guard.admit("k:a", "5"), Refused);
-        assert_eq!(guard.owed(), 2, "4 is still awaited, and 5 is owed behind it");
+        assert_eq!(
+            guard.owed(),
+            2,
+            "4 is still awaited, and 5 is owed behind it"
+        );
     }
 }
