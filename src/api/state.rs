@@ -58,7 +58,8 @@ impl AppState {
         let idempotency =
             IdempotencyStore::new(config.idempotency.window, config.idempotency.max_keys);
         let brokers = Arc::new(brokers);
-        let subscriptions = Registry::new(brokers.clone(), config.state_dir.clone());
+        let subscriptions =
+            Registry::new(brokers.clone(), config.state_dir.clone(), &config.source);
         subscriptions
             .start(config.subscriptions.clone())
             .map_err(|e| BuildError {

@@ -126,6 +126,10 @@ pub struct SubscriptionSpec {
         deserialize_with = "crate::config::whole::option"
     )]
     pub rate_limit: Option<u32>,
+    /// Run the CloudEvents Webhook abuse-protection handshake (`OPTIONS`) before the first
+    /// delivery, so an endpoint that did not agree to receive events gets none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handshake: bool,
 }
 
 /// The most unsettled events a consumer may hold: AMQP's prefetch is 16 bits.

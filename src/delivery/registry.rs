@@ -88,6 +88,8 @@ pub struct Registry {
     /// library or its certificate store.
     http: OnceLock<WebhookClient>,
     file: PathBuf,
+    /// `WebHook-Request-Origin` of every handshake: the host of the config `source`.
+    origin: Arc<str>,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
     /// finds it gone) and could land out of order, leaving an older snapshot on disk.
@@ -98,12 +100,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry persisting to `state_dir/subscriptions.json`.
-    pub fn new(brokers: Arc<BTreeMap<String, Broker>>, state_dir: PathBuf) -> Arc<Self> {
+    /// An empty registry persisting to `state_dir/subscriptions.json`; `source` is the config's
+    /// CloudEvents source, whose host names this sidecar in webhook handshakes.
+    pub fn new(
+        brokers: Arc<BTreeMap<String, Broker>>,
+        state_dir: PathBuf,
+        source: &str,
+    ) -> Arc<Self> {
         Arc::new(Self {
             brokers,
             http: OnceLock::new(),
             file: state_dir.join("subscriptions.json"),
+            origin: Arc::from(webhook::handshake::origin_of(source)),
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
             dispatchers: Mutex::new(Vec::new()),
@@ -166,10 +174,8 @@ impl Registry {
         let worker = Arc::new(Worker {
             name: Arc::from(name),
             key: spec.secret.as_deref().and_then(SigningKey::from_secret),
-            limiter: spec
-                .rate_limit
-                .and_then(std::num::NonZeroU32::new)
-                .map(|r| governor::RateLimiter::direct(governor::Quota::per_second(r))),
+            limiter: OnceLock::new(),
+            origin: self.origin.clone(),
             spec: Arc::new(spec.clone()),
             http: self.http_client(),
             endpoint,
@@ -351,7 +357,11 @@ mod tests {
     #[test]
     fn concurrent_saves_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(Arc::new(BTreeMap::new()), dir.path().join("state"));
+        let registry = Registry::new(
+            Arc::new(BTreeMap::new()),
+            dir.path().join("state"),
+            "sidebus://test",
+        );
         std::thread::scope(|scope| {
             for _ in 0..8 {
                 scope.spawn(|| {

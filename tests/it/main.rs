@@ -15,6 +15,7 @@ mod deploy_helm_config;
 mod deploy_image;
 mod deploy_receiver;
 mod fuzz_corpus;
+mod handshake;
 mod memory_bounds;
 mod metrics;
 mod nats_tls;

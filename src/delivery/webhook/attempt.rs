@@ -44,8 +44,11 @@ pub struct Worker {
     pub pipeline: Pipeline,
     /// Live counters.
     pub status: Arc<Status>,
-    /// Rate limit, when the spec has one.
-    pub limiter: Option<Limiter>,
+    /// Rate limit: the spec's `rate_limit`, or the lower rate a handshake granted; set before
+    /// the first delivery.
+    pub limiter: std::sync::OnceLock<Limiter>,
+    /// The origin named in the webhook handshake (the host of the config `source`).
+    pub origin: Arc<str>,
     /// Running / paused / stopped; a 410 from the endpoint switches it to paused.
     pub control: Arc<watch::Sender<RunState>>,
     /// What each ordering lane gave back, so nothing later of the lane overtakes it.
@@ -177,7 +180,7 @@ impl Worker {
         let (reason, status) = loop {
             attempt += 1;
             if let (Some(limiter), Some(n)) =
-                (&self.limiter, NonZeroU32::new(deliveries.len() as u32))
+                (self.limiter.get(), NonZeroU32::new(deliveries.len() as u32))
             {
                 let _ = limiter.until_n_ready(n).await;
             }

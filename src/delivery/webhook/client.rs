@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderMap, HeaderValue, Request, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_tls::{HttpsConnector, MaybeHttpsStream};
@@ -167,7 +167,12 @@ impl Origin {
 }
 
 /// The request as it goes on the wire: origin-form target, `Host` from the endpoint.
-fn request(endpoint: &Uri, mut headers: HeaderMap, body: Bytes) -> Request<Full<Bytes>> {
+fn request(
+    method: Method,
+    endpoint: &Uri,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
     let target = endpoint
         .path_and_query()
         .cloned()
@@ -177,7 +182,9 @@ fn request(endpoint: &Uri, mut headers: HeaderMap, body: Bytes) -> Request<Full<
             .expect("a URI's authority is a valid header value");
         headers.insert(header::HOST, host);
     }
-    let mut request = Request::post(Uri::from(target))
+    let mut request = Request::builder()
+        .method(method)
+        .uri(Uri::from(target))
         .body(Full::new(body))
         .expect("a validated endpoint makes a valid request");
     *request.headers_mut() = headers;
@@ -204,7 +211,27 @@ impl WebhookClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Answer, SendError> {
-        let request = request(endpoint, headers, body);
+        let request = request(Method::POST, endpoint, headers, body);
+        self.send_within(timeout, endpoint, request).await
+    }
+
+    /// Sends `OPTIONS` with `headers` to `endpoint` (the webhook handshake), within `timeout`.
+    pub async fn options(
+        &self,
+        endpoint: &Uri,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<Answer, SendError> {
+        let request = request(Method::OPTIONS, endpoint, headers, Bytes::new());
+        self.send_within(timeout, endpoint, request).await
+    }
+
+    async fn send_within(
+        &self,
+        timeout: Duration,
+        endpoint: &Uri,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Answer, SendError> {
         tokio::time::timeout(timeout, self.send(endpoint, request))
             .await
             .unwrap_or(Err(SendError::Timeout))

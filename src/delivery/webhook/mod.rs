@@ -3,14 +3,17 @@
 
 pub mod attempt;
 pub mod client;
+pub mod handshake;
 pub mod order;
 pub mod outcome;
 pub mod request;
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use governor::{Quota, RateLimiter};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -104,6 +107,9 @@ async fn fill_batch(
 /// [`Consumer::hold`]) and releases it on resume; any other is dropped and subscribed again.
 pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
     let mut control = worker.control.subscribe();
+    if !agree_on_rate(&worker, &mut control).await {
+        return;
+    }
     let mut held: Option<Consumer> = None;
     loop {
         let state = *control.borrow_and_update();
@@ -157,6 +163,61 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
 
 /// Events queued behind the one being delivered, per ordering lane.
 type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)>>>>;
+
+/// Sets the subscription's rate limit, after the webhook handshake when the spec asks for one:
+/// until the endpoint agrees the subscription delivers nothing, shows `failing` with the reason
+/// and asks again with the retry backoff. Returns false when it was stopped before that.
+async fn agree_on_rate(worker: &Worker, control: &mut watch::Receiver<RunState>) -> bool {
+    let spec = &worker.spec;
+    let mut quota = spec
+        .rate_limit
+        .and_then(NonZeroU32::new)
+        .map(Quota::per_second);
+    if spec.handshake {
+        let requested = spec.rate_limit.map(|r| r.saturating_mul(60));
+        let mut backoff = spec.retry.initial_backoff;
+        loop {
+            if *control.borrow() == RunState::Stopped {
+                return false;
+            }
+            let asked = handshake::ask(
+                &worker.http,
+                &worker.endpoint,
+                &worker.origin,
+                requested,
+                spec.timeout,
+            )
+            .await;
+            match asked {
+                Ok(grant) => {
+                    worker.status.set_failing(false);
+                    if let Some(cap) = grant.cap_per_minute {
+                        // One request per granted interval, with no burst above it.
+                        let interval = Duration::from_secs(60) / cap.get();
+                        quota = Quota::with_period(interval);
+                    }
+                    break;
+                }
+                Err(reason) => {
+                    tracing::warn!(subscription = %worker.name, %reason, "webhook handshake");
+                    worker.status.set_failing(true);
+                    worker.status.error(&reason);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        changed = control.changed() => if changed.is_err() {
+                            return false;
+                        },
+                    }
+                    backoff = (backoff * 2).min(spec.retry.max_backoff);
+                }
+            }
+        }
+    }
+    if let Some(quota) = quota {
+        let _ = worker.limiter.set(RateLimiter::direct(quota));
+    }
+    true
+}
 
 /// Delivers what `consumer` yields until it ends or the subscription leaves the running state;
 /// then waits until every delivery it started is settled. Returns the consumer, held, when the
