@@ -17,6 +17,7 @@ pub struct Status {
     retried: AtomicU64,
     failed: AtomicU64,
     dead_lettered: AtomicU64,
+    filtered: AtomicU64,
     in_flight: AtomicU64,
     paused: AtomicBool,
     failing: AtomicBool,
@@ -31,6 +32,7 @@ struct Meters {
     retried: metrics::Counter,
     failed: metrics::Counter,
     dead_lettered: metrics::Counter,
+    filtered: metrics::Counter,
     latency: metrics::Histogram,
     in_flight: metrics::Gauge,
 }
@@ -43,6 +45,7 @@ impl Meters {
             retried: attempts("retried"),
             failed: attempts("failed"),
             dead_lettered: metrics::counter!(telemetry::DEAD_LETTERED, "subscription" => name.to_string()),
+            filtered: metrics::counter!(telemetry::DELIVERY_FILTERED, "subscription" => name.to_string()),
             latency: metrics::histogram!(telemetry::DELIVERY_LATENCY, "subscription" => name.to_string()),
             in_flight: metrics::gauge!(telemetry::DELIVERY_IN_FLIGHT, "subscription" => name.to_string()),
         }
@@ -62,6 +65,8 @@ pub struct StatusView {
     pub failed: u64,
     /// Events published to the dead-letter topic.
     pub dead_lettered: u64,
+    /// Events the subscription's `filters` did not match: acknowledged, never delivered.
+    pub filtered: u64,
     /// Events being delivered now.
     pub in_flight: u64,
     /// Events on the broker not yet received, when the broker tells.
@@ -79,6 +84,7 @@ impl Status {
             retried: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             paused: AtomicBool::new(paused),
             failing: AtomicBool::new(false),
@@ -113,6 +119,12 @@ impl Status {
             self.meters.dead_lettered.increment(1);
         }
         self.error(reason);
+    }
+
+    /// An event did not match the subscription's filters and was acknowledged undelivered.
+    pub fn filtered(&self) {
+        self.filtered.fetch_add(1, Ordering::Relaxed);
+        self.meters.filtered.increment(1);
     }
 
     /// Records an error (consumer or dead-letter trouble) without counting an event.
@@ -176,6 +188,7 @@ impl Status {
             retried: self.retried.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            filtered: self.filtered.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             lag,
             last_error: self

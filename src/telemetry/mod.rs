@@ -38,6 +38,9 @@ pub const DELIVERY_LATENCY: &str = "sidebus_delivery_duration_seconds";
 pub const DELIVERY_IN_FLIGHT: &str = "sidebus_delivery_in_flight";
 /// Counter: events published to a dead-letter topic, by `subscription`.
 pub const DEAD_LETTERED: &str = "sidebus_dead_lettered_total";
+/// Counter: events a subscription's `filters` did not match (acknowledged, never delivered), by
+/// `subscription`.
+pub const DELIVERY_FILTERED: &str = "sidebus_delivery_filtered_total";
 /// Gauge: events on the broker not yet received by a subscription, by `subscription`.
 pub const CONSUMER_LAG: &str = "sidebus_consumer_lag";
 
@@ -118,5 +121,9 @@ fn describe() {
     );
     describe_gauge!(DELIVERY_IN_FLIGHT, "Events being delivered");
     describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
+    describe_counter!(
+        DELIVERY_FILTERED,
+        "Events a subscription's filters did not match, acknowledged undelivered"
+    );
     describe_gauge!(CONSUMER_LAG, "Events on the broker not yet received");
 }

@@ -144,7 +144,7 @@ fn checker_catches_what_it_should() {
         "start":"latest","ordering":"key","max_in_flight":64,"timeout":"10s",
         "retry":{"max_attempts":8,"initial_backoff":"200ms","max_backoff":"30s"},
         "content_mode":"binary","max_batch":100,"secret":"whsec_***",
-        "status":{"state":"running","delivered":0,"retried":0,"failed":0,"dead_lettered":0,
+        "status":{"state":"running","delivered":0,"retried":0,"failed":0,"dead_lettered":0,"filtered":0,
             "in_flight":0,"lag":null,"last_error":null}});
     assert!(spec.validate(&subscription, &view).is_empty());
     let mut bad = patched(
