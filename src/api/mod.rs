@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod encoding;
 pub mod error;
 mod extract;
 pub mod idempotency;
@@ -16,6 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::api::error::ApiError;
 use crate::delivery::sse::Streams;
@@ -68,10 +70,13 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         sse_route = sse_route.options(method_not_allowed).layer(cors);
     }
     // The layers a request passes, outermost first:
-    //  1. DefaultBodyLimit: bodies are read up to `limits.max_body`, then refused with 413;
-    //  2. the fallbacks: an unknown path is 404 and a known one with another method 405;
-    //  3. auth: `/v1` routes need the API token when one is configured (401);
-    //  4. observe (publish routes only): the `publish` span, the trace context the events carry,
+    //  1. encoding: a `Content-Encoding` sidebus cannot decode is 415;
+    //  2. decompression: gzip, deflate, br and zstd bodies are decoded as they are read;
+    //  3. DefaultBodyLimit: bodies are read (decoded) up to `limits.max_body`, then refused with
+    //     413, so a body that inflates past it is never inflated further;
+    //  4. the fallbacks: an unknown path is 404 and a known one with another method 405;
+    //  5. auth: `/v1` routes need the API token when one is configured (401);
+    //  6. observe (publish routes only): the `publish` span, the trace context the events carry,
     //     and the request metrics per broker.
     let publish = Router::new()
         .route(PUBLISH, post(publish::publish_one))
@@ -97,6 +102,8 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
+        .layer(axum::middleware::from_fn(encoding::accept_known))
         .with_state(state)
 }
 

@@ -101,6 +101,10 @@ pub struct NatsConfig {
     /// Create a stream `SIDEBUS_<topic>` for a topic no stream captures (default true).
     #[serde(default = "yes")]
     pub create_streams: bool,
+    /// Compression of the streams sidebus creates (`s2` or `none`): JetStream compresses what it
+    /// stores on disk, trading server CPU for disk. Streams that already exist keep their own.
+    #[serde(default)]
+    pub compression: StreamCompression,
     /// User name for user/password authentication.
     #[serde(default)]
     pub user: Option<String>,
@@ -126,6 +130,17 @@ pub struct NatsConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// How JetStream stores the messages of a stream sidebus creates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamCompression {
+    /// Uncompressed (JetStream's default).
+    #[default]
+    None,
+    /// S2 (Snappy-compatible) compression.
+    S2,
 }
 
 impl NatsConfig {

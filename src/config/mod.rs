@@ -15,7 +15,8 @@ mod whole;
 
 pub use access::AccessConfig;
 pub use brokers::{
-    AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig, TlsFiles,
+    AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig,
+    StreamCompression, TlsFiles,
 };
 pub use error::{ConfigError, Origin, Problem};
 pub use idempotency::{IdempotencyConfig, RawIdempotency};

@@ -253,30 +253,47 @@ impl Drop for Kafka {
     }
 }
 
+/// The machine's nats-server, or the one `NATS_SERVER_BIN` names.
+fn default_nats_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
 /// A private nats-server with JetStream on a free loopback port, for tests that stop a broker.
 pub struct PrivateNats {
     /// Its port.
     pub port: u16,
     store: tempfile::TempDir,
     config: Option<std::path::PathBuf>,
+    binary: String,
     child: Option<std::process::Child>,
 }
 
 impl PrivateNats {
     /// Starts one and waits until it accepts connections.
     pub fn start() -> Self {
-        Self::start_on_a_free_port(None)
+        Self::start_on_a_free_port(None, default_nats_binary())
+    }
+
+    /// Starts `binary` (another nats-server release) and waits until it accepts connections.
+    pub fn start_release(binary: &std::path::Path) -> Self {
+        assert!(
+            binary.exists(),
+            "no nats-server at {}; install it with: python3 -m pip install --target \
+             target/nats-server-2.15 -r tests/nats/requirements.txt",
+            binary.display()
+        );
+        Self::start_on_a_free_port(None, binary.display().to_string())
     }
 
     /// Starts one from a config file holding its listen address, its JetStream store and
     /// `extra` (nats-server config syntax, e.g. a `tls { }` block).
     pub fn start_with_config(extra: &str) -> Self {
-        Self::start_on_a_free_port(Some(extra))
+        Self::start_on_a_free_port(Some(extra), default_nats_binary())
     }
 
     /// Another process may take the free port before the server binds it; then it tries
     /// another port rather than talking to a server that is not its own.
-    fn start_on_a_free_port(extra: Option<&str>) -> Self {
+    fn start_on_a_free_port(extra: Option<&str>, binary: String) -> Self {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -287,6 +304,7 @@ impl PrivateNats {
                 port,
                 store: tempfile::tempdir().unwrap(),
                 config: None,
+                binary: binary.clone(),
                 child: None,
             };
             if let Some(extra) = extra {
@@ -384,8 +402,8 @@ impl PrivateNats {
     /// Runs the server and waits until its own log says it is ready (a connection alone could
     /// reach another process on the port); `Err` with its log when it exits first.
     fn launch(&mut self) -> Result<(), String> {
-        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let mut command = std::process::Command::new(&binary);
+        let binary = &self.binary;
+        let mut command = std::process::Command::new(binary);
         match &self.config {
             Some(config) => command.arg("-c").arg(config),
             None => command

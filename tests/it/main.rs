@@ -7,6 +7,7 @@ mod common;
 mod amqp_tls;
 mod backpressure;
 mod cli;
+mod compression;
 mod consume_amqp;
 mod consume_kafka;
 mod deploy_compose;

@@ -22,7 +22,7 @@ use super::{
     fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, CursorKind,
     CursorLayout, Health, Outbound, Position, PublishError, PublishResult, TopicInfo,
 };
-use crate::config::NatsConfig;
+use crate::config::{NatsConfig, StreamCompression};
 use crate::event::{prefixed_name, Prefix};
 
 /// The config `kind`.
@@ -43,6 +43,7 @@ pub struct NatsBackend {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     create_streams: bool,
+    compression: Option<async_nats::jetstream::stream::Compression>,
     dedup_window: Duration,
     ack_timeout: Duration,
     known_subjects: Mutex<HashSet<String>>,
@@ -142,6 +143,10 @@ impl NatsBackend {
             client,
             jetstream,
             create_streams: config.create_streams,
+            compression: match config.compression {
+                StreamCompression::None => None,
+                StreamCompression::S2 => Some(async_nats::jetstream::stream::Compression::S2),
+            },
             dedup_window: settings.dedup_window,
             ack_timeout: settings.ack_timeout,
             known_subjects: Mutex::new(HashSet::new()),
@@ -162,6 +167,7 @@ impl NatsBackend {
                     subjects: vec![subject.to_string()],
                     storage: StorageType::File,
                     duplicate_window: self.dedup_window,
+                    compression: self.compression.clone(),
                     ..StreamConfig::default()
                 };
                 self.jetstream

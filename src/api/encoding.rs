@@ -1,0 +1,46 @@
+//! `Content-Encoding` of request bodies: `gzip`, `deflate`, `br` and `zstd` are decoded as they
+//! are read (tower-http's request decompression), so `limits.max_body` bounds the decoded size
+//! and a small body that inflates past it is refused without being inflated further. Any other
+//! encoding is refused here, as problem+json, before the body is touched.
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// The encodings request bodies may have, as `Accept-Encoding` names them to a refused client.
+pub const ACCEPTED: &str = "gzip, deflate, br, zstd, identity";
+
+/// Refuses a body in an encoding sidebus cannot decode (415), and writes an accepted one in
+/// lower case, as the decompression layer expects it.
+pub async fn accept_known(mut request: Request, next: Next) -> Response {
+    let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
+        return next.run(request).await;
+    };
+    let token = value
+        .to_str()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match token.as_str() {
+        "gzip" | "deflate" | "br" | "zstd" | "identity" => {
+            request.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(&token).expect("an accepted token is a header value"),
+            );
+            next.run(request).await
+        }
+        _ => {
+            let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let mut response = ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding `{shown}` is not supported; send one of {ACCEPTED}"
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
+            response
+        }
+    }
+}
