@@ -21,6 +21,9 @@ async fn memory_server() -> (TestServer, tempfile::TempDir) {
     (server, dir)
 }
 
+/// A content coding: its `Content-Encoding` name and the encoder.
+type Codec = (&'static str, fn(&[u8]) -> Vec<u8>);
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(data).unwrap();
@@ -51,7 +54,7 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 async fn every_supported_encoding_is_decoded_before_parsing() {
     let (server, _dir) = memory_server().await;
     let topic = unique_topic("gz");
-    let codecs: [(&str, fn(&[u8]) -> Vec<u8>); 4] = [
+    let codecs: [Codec; 4] = [
         ("gzip", gzip),
         ("deflate", deflate),
         ("br", brotli),
