@@ -11,6 +11,8 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pipeline;
+pub mod policy;
+pub mod schemas;
 pub mod telemetry;
 
 use std::future::Future;
