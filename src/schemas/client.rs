@@ -15,11 +15,25 @@ use hyper_tls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 
 use crate::config::SchemaRegistryConfig;
 use crate::policy::schema::Kind;
+
+/// What is percent-encoded in a subject put into a path: what a path segment cannot hold.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 /// How long one registry request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,7 +122,7 @@ impl RegistryClient {
 
     /// The latest version of `subject`.
     pub async fn latest(&self, subject: &str) -> Result<Fetched, FetchError> {
-        let subject = utf8_percent_encode(subject, NON_ALPHANUMERIC);
+        let subject = utf8_percent_encode(subject, SEGMENT);
         let fetched = self
             .get(&format!("/subjects/{subject}/versions/latest"))
             .await?;

@@ -124,6 +124,12 @@ impl SchemaStore {
         }
     }
 
+    /// Whether any event could be decoded: false without rules and registry, so delivery
+    /// skips the look-up.
+    pub fn decodes_anything(&self) -> bool {
+        !self.schemas.is_empty() || self.registry.is_some()
+    }
+
     /// The compiled rules.
     pub fn schemas(&self) -> &Schemas {
         &self.schemas
