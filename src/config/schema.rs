@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn bad_rules_are_named() {
         let cases = [
-            (format!("{RULE}"), "exactly one of"),
+            (RULE.to_string(), "exactly one of"),
             (
                 format!("{RULE}avro = \"a.avsc\"\njson_schema = \"b.json\""),
                 "exactly one of",

@@ -85,17 +85,19 @@ impl TestRegistry {
     }
 }
 
-fn authorised(inner: &Inner, headers: &HeaderMap, path: String) -> Result<(), Response> {
+/// Records the request; `false` when it lacks the expected `Authorization`.
+fn authorised(inner: &Inner, headers: &HeaderMap, path: String) -> bool {
     inner.requests.lock().unwrap().push(path);
     let given = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if given != Some(inner.authorization.as_str()) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error_code": 401, "message": "Unauthorized"})),
-        )
-            .into_response());
-    }
-    Ok(())
+    given == Some(inner.authorization.as_str())
+}
+
+fn unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error_code": 401, "message": "Unauthorized"})),
+    )
+        .into_response()
 }
 
 fn answer(registered: &Registered, subject: Option<&str>) -> Response {
@@ -128,12 +130,12 @@ async fn latest(
     Path(subject): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorised(
+    if !authorised(
         &inner,
         &headers,
         format!("/subjects/{subject}/versions/latest"),
     ) {
-        return refused;
+        return unauthorised();
     }
     match inner.subjects.get(&subject) {
         Some(registered) => answer(registered, Some(&subject)),
@@ -146,8 +148,8 @@ async fn by_id(
     Path(id): Path<u32>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorised(&inner, &headers, format!("/schemas/ids/{id}")) {
-        return refused;
+    if !authorised(&inner, &headers, format!("/schemas/ids/{id}")) {
+        return unauthorised();
     }
     match inner.ids.get(&id) {
         Some(registered) => answer(registered, None),
