@@ -1,7 +1,8 @@
 //! A test server for the documented subset of the Confluent Schema Registry REST API that
 //! sidebus uses (`GET /subjects/{subject}/versions/latest`, `GET /schemas/ids/{id}`), behind
 //! HTTP Basic auth. No real registry can run here; this one follows the API reference's shapes:
-//! `schemaType` is absent for Avro, `JSON` or `PROTOBUF` otherwise.
+//! `schemaType` is absent for Avro, `JSON` or `PROTOBUF` otherwise. Also the schema fixtures
+//! and the independent readers the schema tests decode with.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,84 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use base64::Engine;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::json;
+
+/// An order as a JSON Schema.
+pub const ORDER_JSON: &str = r#"{"type": "object", "required": ["id", "total"],
+  "properties": {"id": {"type": "string"}, "total": {"type": "number", "minimum": 0},
+    "lines": {"type": "array", "items": {"type": "object", "required": ["sku"],
+      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}}}}}}"#;
+
+/// The order as an Avro record.
+pub const ORDER_AVSC: &str = r#"{"type": "record", "name": "Order", "namespace": "shop",
+  "fields": [{"name": "id", "type": "string"}, {"name": "total", "type": "double"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "tag", "type": ["null", "bytes"], "default": null}]}"#;
+
+/// The order as a Protobuf message, `shop.v1.Order`.
+pub const ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop.v1;
+message Order {
+  string id = 1;
+  double total = 2;
+  repeated Line lines = 3;
+  message Line { string sku = 1; int64 qty = 2; }
+}
+"#;
+
+/// Writes the three schema files into `dir`.
+pub fn schema_files(dir: &std::path::Path) {
+    std::fs::write(dir.join("order.json"), ORDER_JSON).unwrap();
+    std::fs::write(dir.join("order.avsc"), ORDER_AVSC).unwrap();
+    std::fs::write(dir.join("order.proto"), ORDER_PROTO).unwrap();
+}
+
+/// `[[schemas]]` rules for broker `broker`: `<prefix>.json.*` JSON Schema, `<prefix>.avro.*`
+/// native Avro, `<prefix>.proto.*` native Protobuf.
+pub fn rules(dir: &std::path::Path, broker: &str, prefix: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[[schemas]]
+name = "{prefix}-json"
+broker = "{broker}"
+topics = ["{prefix}.json.*"]
+json_schema = "{d}/order.json"
+[[schemas]]
+name = "{prefix}-avro"
+broker = "{broker}"
+topics = ["{prefix}.avro.*"]
+avro = "{d}/order.avsc"
+encoding = "native"
+[[schemas]]
+name = "{prefix}-proto"
+broker = "{broker}"
+topics = ["{prefix}.proto.*"]
+types = ["shop.order.>"]
+protobuf = {{ file = "{d}/order.proto", message = "shop.v1.Order" }}
+encoding = "native"
+"#
+    )
+}
+
+/// The independent Avro reader: apache-avro's datum reader with the schema parsed here.
+pub fn read_avro(bytes: &[u8]) -> apache_avro::types::Value {
+    let schema = apache_avro::Schema::parse_str(ORDER_AVSC).unwrap();
+    apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap()
+}
+
+/// The independent Protobuf reader: the file compiled from disk, `DynamicMessage::decode`.
+pub fn read_proto(dir: &std::path::Path, bytes: &[u8]) -> DynamicMessage {
+    let set = protox::compile([dir.join("order.proto")], [dir]).unwrap();
+    let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
+    let message = pool.get_message_by_name("shop.v1.Order").unwrap();
+    DynamicMessage::decode(message, bytes).unwrap()
+}
+
+pub fn proto_field(message: &DynamicMessage, name: &str) -> prost_reflect::Value {
+    message.get_field_by_name(name).unwrap().into_owned()
+}
 
 /// One registered schema.
 #[derive(Clone)]

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
-use prost_reflect::{DescriptorPool, DynamicMessage};
 use rdkafka::Message;
 use serde_json::{json, Value};
 
@@ -16,65 +15,12 @@ use crate::common::brokers::{
 };
 use crate::common::process::free_port;
 use crate::common::receiver::Receiver;
-use crate::common::schema_registry::{Registered, TestRegistry};
+use crate::common::schema_registry::{
+    proto_field, read_avro, read_proto, rules, schema_files, Registered, TestRegistry, ORDER_AVSC,
+};
 use crate::common::{assert_problem, metric_value, stored, TestServer};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-const ORDER_JSON: &str = r#"{"type": "object", "required": ["id", "total"],
-  "properties": {"id": {"type": "string"}, "total": {"type": "number", "minimum": 0},
-    "lines": {"type": "array", "items": {"type": "object", "required": ["sku"],
-      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}}}}}}"#;
-
-const ORDER_AVSC: &str = r#"{"type": "record", "name": "Order", "namespace": "shop",
-  "fields": [{"name": "id", "type": "string"}, {"name": "total", "type": "double"},
-    {"name": "note", "type": ["null", "string"], "default": null},
-    {"name": "tag", "type": ["null", "bytes"], "default": null}]}"#;
-
-const ORDER_PROTO: &str = r#"syntax = "proto3";
-package shop.v1;
-message Order {
-  string id = 1;
-  double total = 2;
-  repeated Line lines = 3;
-  message Line { string sku = 1; int64 qty = 2; }
-}
-"#;
-
-/// Writes the three schema files into `dir`.
-fn schema_files(dir: &Path) {
-    std::fs::write(dir.join("order.json"), ORDER_JSON).unwrap();
-    std::fs::write(dir.join("order.avsc"), ORDER_AVSC).unwrap();
-    std::fs::write(dir.join("order.proto"), ORDER_PROTO).unwrap();
-}
-
-/// `[[schemas]]` rules for broker `broker`: `<prefix>.json.*` JSON Schema, `<prefix>.avro.*`
-/// native Avro, `<prefix>.proto.*` native Protobuf.
-fn rules(dir: &Path, broker: &str, prefix: &str) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-[[schemas]]
-name = "{prefix}-json"
-broker = "{broker}"
-topics = ["{prefix}.json.*"]
-json_schema = "{d}/order.json"
-[[schemas]]
-name = "{prefix}-avro"
-broker = "{broker}"
-topics = ["{prefix}.avro.*"]
-avro = "{d}/order.avsc"
-encoding = "native"
-[[schemas]]
-name = "{prefix}-proto"
-broker = "{broker}"
-topics = ["{prefix}.proto.*"]
-types = ["shop.order.>"]
-protobuf = {{ file = "{d}/order.proto", message = "shop.v1.Order" }}
-encoding = "native"
-"#
-    )
-}
 
 fn structured(id: &str, data: Value) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "/test", "type": "shop.order.placed",
@@ -142,24 +88,6 @@ fn pointers(problem: &Value) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-/// The independent Avro reader: apache-avro's datum reader with the schema parsed here.
-fn read_avro(bytes: &[u8]) -> Avro {
-    let schema = apache_avro::Schema::parse_str(ORDER_AVSC).unwrap();
-    apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap()
-}
-
-/// The independent Protobuf reader: the file compiled from disk, `DynamicMessage::decode`.
-fn read_proto(dir: &Path, bytes: &[u8]) -> DynamicMessage {
-    let set = protox::compile([dir.join("order.proto")], [dir]).unwrap();
-    let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
-    let message = pool.get_message_by_name("shop.v1.Order").unwrap();
-    DynamicMessage::decode(message, bytes).unwrap()
-}
-
-fn proto_field(message: &DynamicMessage, name: &str) -> prost_reflect::Value {
-    message.get_field_by_name(name).unwrap().into_owned()
 }
 
 #[tokio::test]
