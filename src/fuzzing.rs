@@ -11,6 +11,8 @@
 //! - `sse_cursor`: a line with the broker kind, one with the topic, one with the cursor, then
 //!   lines `partition offset` the position is advanced past.
 //! - `config_toml`: the file.
+//! - `schema_validate`: a first line naming the rule's topic (`json`, `avro` or `proto`),
+//!   then the event's JSON data.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -30,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("event_ndjson", event_ndjson),
     ("sse_cursor", sse_cursor),
     ("config_toml", config_toml),
+    ("schema_validate", schema_validate),
 ];
 
 fn defaults() -> Defaults {
@@ -214,4 +217,96 @@ pub fn config_toml(data: &[u8]) -> bool {
     crate::RawConfig::from_toml(text)
         .and_then(crate::RawConfig::validate)
         .is_ok()
+}
+
+/// The rules `schema_validate` checks against: one JSON Schema, one native Avro and one native
+/// Protobuf rule (framed as if from a registry), compiled once.
+fn fuzz_schemas() -> &'static crate::policy::schema::Schemas {
+    use crate::config::{Encoding, SchemaRule};
+    use crate::policy::schema::{Kind, Schemas, Source};
+    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let rule = |name: &str, encoding| SchemaRule {
+            name: name.into(),
+            broker: None,
+            topics: vec![name.into()],
+            types: None,
+            json_schema: None,
+            avro: None,
+            protobuf: None,
+            subject: None,
+            encoding,
+        };
+        let source = |kind, text: &str, name: &str, registry_id| Source {
+            kind,
+            text: text.into(),
+            name: name.into(),
+            message: None,
+            registry_id,
+            dataschema: name.into(),
+        };
+        let json = r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string",
+            "minLength":1},"total":{"type":"number","minimum":0},"lines":{"type":"array",
+            "items":{"type":"object","required":["sku"],"additionalProperties":false,
+            "properties":{"sku":{"type":"string","pattern":"^[A-Z]+$"},"qty":{"type":"integer"}}}}}}"#;
+        let avro = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"},
+            {"name":"total","type":["null","double"],"default":null},
+            {"name":"tag","type":["null","bytes","long","Order"],"default":null},
+            {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]},"default":"A"},
+            {"name":"lines","type":{"type":"map","values":{"type":"fixed","name":"F","size":2}},
+             "default":{}}]}"#;
+        let proto = "syntax = \"proto3\"; package f; message Order { string id = 1; \
+            double total = 2; repeated Line lines = 3; map<string, int64> counts = 4; \
+            message Line { string sku = 1; int32 qty = 2; } }";
+        Schemas::compile(vec![
+            (rule("json", Encoding::Json), source(Kind::JsonSchema, json, "o.json", None)),
+            (rule("avro", Encoding::Native), source(Kind::Avro, avro, "o.avsc", None)),
+            (rule("proto", Encoding::Native), source(Kind::Protobuf, proto, "o.proto", Some(3))),
+        ])
+        .expect("the fuzz schemas compile")
+    })
+}
+
+/// `schema_validate`: checks the data against the rule of the first line's topic. A refusal
+/// points into `/data`; an accepted event is unchanged under the JSON rule, and an encoded one
+/// decodes again.
+pub fn schema_validate(data: &[u8]) -> bool {
+    use crate::policy::schema::DecodeWith;
+    let (topic, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let topic = String::from_utf8_lossy(topic).trim().to_string();
+    let mut event = event::from_broker(
+        [("id", "1".to_string()), ("type", "fuzz".to_string())],
+        Some("application/json".into()),
+        Bytes::copy_from_slice(body),
+    );
+    event.source = "sidebus://fuzz".into();
+    let schemas = fuzz_schemas();
+    match schemas.apply("fuzz", &topic, event.clone()) {
+        Ok(checked) => {
+            if topic != "avro" && topic != "proto" {
+                assert_eq!(checked, event, "a validate-only rule changed the event");
+                return true;
+            }
+            let DecodeWith::Codec(codec, framed) = schemas.decode_with(&checked, None) else {
+                panic!("an encoded event is not recognised for decoding");
+            };
+            codec
+                .decode(&checked.data, framed)
+                .expect("what sidebus encoded decodes");
+            true
+        }
+        Err(violation) => {
+            assert!(
+                !violation.failures.is_empty(),
+                "a violation without failures"
+            );
+            for failure in &violation.failures {
+                assert!(failure.pointer.starts_with("/data"), "{failure:?}");
+            }
+            false
+        }
+    }
 }

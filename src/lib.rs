@@ -11,6 +11,8 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pipeline;
+pub mod policy;
+pub mod schemas;
 pub mod telemetry;
 
 use std::future::Future;
@@ -29,6 +31,10 @@ pub enum RunError {
     /// A broker's settings were refused by its client library.
     #[error(transparent)]
     Backend(#[from] backend::BuildError),
+    /// A schema rule could not be loaded (missing file, schema that does not compile,
+    /// unreachable registry); the message names the rule.
+    #[error(transparent)]
+    Schemas(#[from] schemas::LoadError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,7 +73,10 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let addr = config.listen;
     let grace = config.shutdown_grace;
-    let state = AppState::build(config).await?;
+    let state = AppState::build(config).await.map_err(|e| match e {
+        api::StartError::Backend(e) => RunError::Backend(e),
+        api::StartError::Schemas(e) => RunError::Schemas(e),
+    })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind { addr, source })?;

@@ -21,7 +21,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::api::error::ApiError;
 use crate::delivery::sse::Streams;
-pub use state::AppState;
+pub use state::{AppState, StartError};
 
 /// Every route served, as `(method, path)` in OpenAPI path syntax; the router is built from
 /// these paths and a test holds `openapi/openapi.yaml` to the same set.

@@ -64,7 +64,15 @@ async fn open(
             STREAMS_RETRY_AFTER,
         ));
     };
-    let body = sse::open(found, request, &state.config().sse, streams, slot).await?;
+    let body = sse::open(
+        found,
+        request,
+        &state.config().sse,
+        streams,
+        slot,
+        state.schemas().clone(),
+    )
+    .await?;
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));

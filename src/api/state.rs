@@ -11,7 +11,21 @@ use crate::backend::{self, BackendSettings, BuildError};
 use crate::config::Config;
 use crate::delivery::Registry;
 use crate::pipeline::{Broker, Pipeline};
+use crate::schemas::{LoadError, SchemaStore};
 use crate::telemetry;
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A broker's settings were refused by its client library (or a subscription could not
+    /// start).
+    #[error(transparent)]
+    Backend(#[from] BuildError),
+    /// A schema rule's file is missing, its schema does not compile or the registry did not
+    /// answer.
+    #[error(transparent)]
+    Schemas(#[from] LoadError),
+}
 
 /// Shared state behind every handler; cheap to clone.
 #[derive(Clone)]
@@ -23,15 +37,18 @@ struct Inner {
     config: Config,
     brokers: Arc<BTreeMap<String, Broker>>,
     subscriptions: Arc<Registry>,
+    schemas: Arc<SchemaStore>,
     idempotency: Arc<IdempotencyStore>,
     metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// Builds every backend (without waiting for brokers to be reachable) and starts their
-    /// pipelines. Fails only on settings a client library refuses.
-    pub async fn build(config: Config) -> Result<Self, BuildError> {
+    /// Loads the schema rules (files, registry subjects), builds every backend (without
+    /// waiting for brokers to be reachable) and starts their pipelines. Fails on a schema rule
+    /// that cannot be loaded and on settings a client library refuses.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         let metrics = telemetry::prometheus();
+        let schemas = Arc::new(SchemaStore::load(&config).await?);
         let settings = BackendSettings {
             ack_timeout: config.pipeline.ack_timeout,
             dedup_window: config.idempotency.window,
@@ -58,8 +75,12 @@ impl AppState {
         let idempotency =
             IdempotencyStore::new(config.idempotency.window, config.idempotency.max_keys);
         let brokers = Arc::new(brokers);
-        let subscriptions =
-            Registry::new(brokers.clone(), config.state_dir.clone(), &config.source);
+        let subscriptions = Registry::new(
+            brokers.clone(),
+            config.state_dir.clone(),
+            &config.source,
+            schemas.clone(),
+        );
         subscriptions
             .start(config.subscriptions.clone())
             .map_err(|e| BuildError {
@@ -71,6 +92,7 @@ impl AppState {
                 config,
                 brokers,
                 subscriptions,
+                schemas,
                 idempotency,
                 metrics,
             }),
@@ -95,6 +117,11 @@ impl AppState {
     /// The webhook subscriptions.
     pub fn subscriptions(&self) -> &Arc<Registry> {
         &self.inner.subscriptions
+    }
+
+    /// The schema rules and the decoder of schema-encoded events.
+    pub fn schemas(&self) -> &Arc<SchemaStore> {
+        &self.inner.schemas
     }
 
     /// The idempotency window.

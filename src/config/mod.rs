@@ -7,6 +7,7 @@ mod error;
 mod idempotency;
 mod limits;
 mod pipeline;
+pub mod schema;
 mod sse;
 pub mod subscription;
 mod telemetry;
@@ -22,6 +23,7 @@ pub use error::{ConfigError, Origin, Problem};
 pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};
 pub use pipeline::{PipelineConfig, RawPipeline};
+pub use schema::{Encoding, SchemaRegistryConfig, SchemaRule};
 pub use sse::{RawSse, SseConfig};
 pub use subscription::{StartFrom, SubscriptionSpec};
 pub use telemetry::{OtlpConfig, OtlpProtocol, RawTelemetry, TelemetryConfig};
@@ -66,6 +68,8 @@ const CONFIG_KEYS: &[&str] = &[
     "shutdown_grace",
     "sse",
     "telemetry",
+    "schema_registry",
+    "schemas",
 ];
 
 /// The configuration file as written, before validation.
@@ -109,6 +113,14 @@ pub struct RawConfig {
     /// Trace export to an OpenTelemetry collector (cargo feature `otlp`).
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// The Confluent-compatible Schema Registry that `[[schemas]]` rules with a `subject` and
+    /// the delivery of Confluent-framed payloads use; absent = no registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    /// Schema rules checked at publish: the first rule matching an event's broker, topic and
+    /// type validates its JSON `data` (and may encode it to Avro / Protobuf).
+    #[serde(default)]
+    pub schemas: Vec<SchemaRule>,
 }
 
 fn default_grace() -> Duration {
@@ -145,6 +157,8 @@ impl Default for RawConfig {
             shutdown_grace: default_grace(),
             sse: RawSse::default(),
             telemetry: RawTelemetry::default(),
+            schema_registry: None,
+            schemas: Vec::new(),
         }
     }
 }
@@ -176,6 +190,10 @@ pub struct Config {
     pub sse: SseConfig,
     /// Trace export settings.
     pub telemetry: TelemetryConfig,
+    /// The Schema Registry, when configured.
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    /// Schema rules, in the order they are tried.
+    pub schemas: Vec<SchemaRule>,
 }
 
 impl RawConfig {
@@ -263,6 +281,9 @@ impl RawConfig {
         }
         let sse = self.sse.validate()?;
         let telemetry = self.telemetry.validate()?;
+        schema::validate(self.schema_registry.as_ref(), &self.schemas, |b| {
+            self.brokers.contains_key(b)
+        })?;
         Ok(Config {
             listen,
             state_dir: self.state_dir,
@@ -276,6 +297,8 @@ impl RawConfig {
             shutdown_grace: self.shutdown_grace,
             sse,
             telemetry,
+            schema_registry: self.schema_registry,
+            schemas: self.schemas,
         })
     }
 }

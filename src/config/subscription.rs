@@ -130,6 +130,19 @@ pub struct SubscriptionSpec {
     /// delivery, so an endpoint that did not agree to receive events gets none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handshake: bool,
+    /// Decode events a `[[schemas]]` rule encoded to Avro / Protobuf (or that carry the
+    /// Confluent header of a registry schema) back to JSON before delivering them; `false`
+    /// delivers the broker's bytes as they are, for services that decode them themselves.
+    #[serde(default = "decode_default", skip_serializing_if = "is_true")]
+    pub decode: bool,
+}
+
+fn decode_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// The most unsettled events a consumer may hold: AMQP's prefetch is 16 bits.

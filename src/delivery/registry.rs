@@ -14,6 +14,7 @@ use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
 use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::pipeline::Broker;
+use crate::schemas::SchemaStore;
 
 /// Where a subscription was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,6 +91,8 @@ pub struct Registry {
     file: PathBuf,
     /// `WebHook-Request-Origin` of every handshake: the host of the config `source`.
     origin: Arc<str>,
+    /// Decodes schema-encoded events back to JSON for subscriptions that want it.
+    schemas: Arc<SchemaStore>,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
     /// finds it gone) and could land out of order, leaving an older snapshot on disk.
@@ -101,17 +104,20 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry persisting to `state_dir/subscriptions.json`; `source` is the config's
-    /// CloudEvents source, whose host names this sidecar in webhook handshakes.
+    /// CloudEvents source, whose host names this sidecar in webhook handshakes; `schemas`
+    /// decodes schema-encoded events for delivery.
     pub fn new(
         brokers: Arc<BTreeMap<String, Broker>>,
         state_dir: PathBuf,
         source: &str,
+        schemas: Arc<SchemaStore>,
     ) -> Arc<Self> {
         Arc::new(Self {
             brokers,
             http: OnceLock::new(),
             file: state_dir.join("subscriptions.json"),
             origin: Arc::from(webhook::handshake::origin_of(source)),
+            schemas,
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
             dispatchers: Mutex::new(Vec::new()),
@@ -176,6 +182,7 @@ impl Registry {
             key: spec.secret.as_deref().and_then(SigningKey::from_secret),
             limiter: OnceLock::new(),
             origin: self.origin.clone(),
+            schemas: self.schemas.clone(),
             spec: Arc::new(spec.clone()),
             http: self.http_client(),
             endpoint,
@@ -361,6 +368,7 @@ mod tests {
             Arc::new(BTreeMap::new()),
             dir.path().join("state"),
             "sidebus://test",
+            Arc::new(SchemaStore::empty()),
         );
         std::thread::scope(|scope| {
             for _ in 0..8 {

@@ -27,6 +27,8 @@ pub const PIPELINE_DEPTH: &str = "sidebus_pipeline_depth";
 pub const PIPELINE_BYTES: &str = "sidebus_pipeline_bytes";
 /// Counter: publishes refused with 429 because the pipeline was full, by `broker`.
 pub const PIPELINE_REJECTED: &str = "sidebus_pipeline_rejected_total";
+/// Counter: events refused with 422 because their data broke a `[[schemas]]` rule, by `rule`.
+pub const SCHEMA_REJECTED: &str = "sidebus_schema_rejected_total";
 /// Gauge: 1 when a broker is connected, 0 otherwise, by `broker`.
 pub const BROKER_CONNECTED: &str = "sidebus_broker_connected";
 
@@ -120,6 +122,10 @@ fn describe() {
         "Time to a successful delivery"
     );
     describe_gauge!(DELIVERY_IN_FLIGHT, "Events being delivered");
+    describe_counter!(
+        SCHEMA_REJECTED,
+        "Events refused with 422 because their data broke a schema rule, by rule"
+    );
     describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
     describe_counter!(
         DELIVERY_FILTERED,

@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
+pub mod schema_registry;
 pub mod sse;
 pub mod steady;
 pub mod tls;

@@ -29,6 +29,7 @@ mod publish_amqp;
 mod publish_kafka;
 mod publish_memory;
 mod publish_nats;
+mod schemas;
 mod security;
 mod shutdown;
 mod sse;

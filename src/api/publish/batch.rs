@@ -8,7 +8,7 @@ use axum::Extension;
 use serde::Serialize;
 
 use super::replay::{claim_key, succeed};
-use super::{content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
+use super::{check_schema, content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{Body, Path, Query};
 use crate::api::observe::Trace;
@@ -75,7 +75,13 @@ pub async fn publish_batch(
     let mut outbound = Vec::with_capacity(parsed.len());
     let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(parsed.len());
     for entry in parsed {
-        match entry {
+        let checked = entry
+            .map_err(|e| (None, ApiError::from(e)))
+            .and_then(|event| {
+                let id = event.id.clone();
+                check_schema(&state, &broker, &topic, event).map_err(|e| (Some(id), e))
+            });
+        match checked {
             Ok(event) => {
                 ids.push(Some(event.id.clone()));
                 errors.push(None);
@@ -84,9 +90,9 @@ pub async fn publish_batch(
                     event,
                 });
             }
-            Err(e) => {
-                ids.push(None);
-                errors.push(Some(e.into()));
+            Err((id, e)) => {
+                ids.push(id);
+                errors.push(Some(e));
             }
         }
     }

@@ -12,14 +12,14 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 use super::extract::Body;
 use super::observe::Trace;
 use super::target::{resolve, Direction};
 use super::AppState;
 use crate::backend::Position;
 use crate::event::trace::TraceContext;
-use crate::event::Defaults;
+use crate::event::{Defaults, Event};
 use crate::pipeline::Broker;
 
 pub use batch::publish_batch;
@@ -88,6 +88,38 @@ fn prepare<'a>(
             trace: Some(trace.unwrap_or_else(TraceContext::new_root)),
         },
         body,
+    })
+}
+
+/// Checks `event` against the first schema rule that matches it (and encodes it when the rule
+/// says `native`); a violation is counted under the rule and answered 422.
+fn check_schema(
+    state: &AppState,
+    broker: &str,
+    topic: &str,
+    event: Event,
+) -> Result<Event, ApiError> {
+    let schemas = state.schemas().schemas();
+    if schemas.is_empty() {
+        return Ok(event);
+    }
+    schemas.apply(broker, topic, event).map_err(|violation| {
+        metrics::counter!(crate::telemetry::SCHEMA_REJECTED, "rule" => violation.rule.to_string())
+            .increment(1);
+        ApiError::SchemaViolation {
+            detail: match violation.failures.as_slice() {
+                [only] => format!("{violation}: {} {}", only.pointer, only.detail),
+                failures => format!("{violation}: {} members fail", failures.len()),
+            },
+            errors: violation
+                .failures
+                .into_iter()
+                .map(|f| FieldError {
+                    pointer: f.pointer,
+                    detail: f.detail,
+                })
+                .collect(),
+        }
     })
 }
 

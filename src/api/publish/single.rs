@@ -6,7 +6,9 @@ use axum::response::Response;
 use axum::Extension;
 
 use super::replay::{claim_key, succeed};
-use super::{content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON, STRUCTURED};
+use super::{
+    check_schema, content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON, STRUCTURED,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::{Body, Path, Query};
 use crate::api::observe::Trace;
@@ -37,6 +39,7 @@ pub async fn publish_one(
         }
         _ => event::parse_binary(&headers, body.clone(), &request.defaults)?,
     };
+    let event = check_schema(&state, &broker, &topic, event)?;
     let claim = match claim_key(&state, "single", &uri, &headers, body)? {
         Ok(claim) => claim,
         Err(replay) => return Ok(replay),

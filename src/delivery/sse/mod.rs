@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use crate::backend::consume::{ConsumeError, GroupSpec, ReadFrom, StartFrom};
 use crate::config::SseConfig;
 use crate::pipeline::Broker;
+use crate::schemas::SchemaStore;
 use pump::Pump;
 
 pub use body::SseStream;
@@ -88,13 +89,15 @@ impl Streams {
     }
 }
 
-/// Opens the broker reader for `request` and starts streaming into the returned body.
+/// Opens the broker reader for `request` and starts streaming into the returned body; events
+/// encoded with a schema are decoded to JSON by `schemas` first.
 pub async fn open(
     broker: &Broker,
     request: StreamRequest,
     settings: &SseConfig,
     streams: &Streams,
     slot: OwnedSemaphorePermit,
+    schemas: Arc<SchemaStore>,
 ) -> Result<SseStream, ConsumeError> {
     let backend = &broker.backend;
     let topic = request.topic.as_str();
@@ -155,6 +158,7 @@ pub async fn open(
         typed: request.typed,
         buffer: settings.buffer,
         stall_timeout: settings.stall_timeout,
+        schemas,
         _slot: slot,
     };
     tokio::spawn(pump.run());

@@ -38,6 +38,8 @@ pub(super) struct Pump {
     pub(super) typed: bool,
     pub(super) buffer: usize,
     pub(super) stall_timeout: Duration,
+    /// Decodes schema-encoded events back to JSON before they are rendered.
+    pub(super) schemas: std::sync::Arc<crate::schemas::SchemaStore>,
     /// Holds one of the server's stream slots until the reader stops.
     pub(super) _slot: OwnedSemaphorePermit,
 }
@@ -102,7 +104,15 @@ impl Pump {
                 continue;
             }
             let id = self.position.as_ref().map(|p| p.encode(&self.topic));
-            let bytes = render(&event, id.as_deref(), self.typed);
+            let decoded = match self.schemas.decodes_anything() {
+                true => self.schemas.decode(&event).await,
+                false => None,
+            };
+            let bytes = render(
+                decoded.as_ref().unwrap_or(&event),
+                id.as_deref(),
+                self.typed,
+            );
             let permit = tokio::select! {
                 biased;
                 _ = closed(&mut self.closing) => {

@@ -20,6 +20,7 @@ use crate::config::subscription::{Ordering, SubscriptionSpec};
 use crate::delivery::status::Status;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
+use crate::schemas::SchemaStore;
 
 /// A rate limiter shared by a subscription's deliveries.
 pub type Limiter = governor::DefaultDirectRateLimiter;
@@ -49,6 +50,8 @@ pub struct Worker {
     pub limiter: std::sync::OnceLock<Limiter>,
     /// The origin named in the webhook handshake (the host of the config `source`).
     pub origin: Arc<str>,
+    /// Decodes schema-encoded events back to JSON (unless the spec says `decode = false`).
+    pub schemas: Arc<SchemaStore>,
     /// Running / paused / stopped; a 410 from the endpoint switches it to paused.
     pub control: Arc<watch::Sender<RunState>>,
     /// What each ordering lane gave back, so nothing later of the lane overtakes it.
@@ -167,7 +170,18 @@ impl Worker {
             return Ended::Returned;
         }
         let started = Instant::now();
-        let events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
+        let mut events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
+        let mut decoded = Vec::new();
+        if self.spec.decode && self.schemas.decodes_anything() {
+            for event in &events {
+                decoded.push(self.schemas.decode(event).await);
+            }
+        }
+        for (event, decoded) in events.iter_mut().zip(&decoded) {
+            if let Some(decoded) = decoded {
+                *event = decoded;
+            }
+        }
         let retry = &self.spec.retry;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(retry.initial_backoff)

@@ -1,0 +1,484 @@
+//! Avro: plain JSON to Avro binary (validating on the way, with a JSON Pointer per failure) and
+//! Avro binary back to plain JSON.
+//!
+//! Plain JSON, not Avro's JSON encoding: a union takes `null` or the first branch the value's
+//! JSON type fits (no `{"type": value}` wrapper), `bytes` and `fixed` take base64 strings, an
+//! enum its symbol. Decoding writes the same shapes, so a round trip gives back the input.
+
+use std::collections::HashMap;
+
+use apache_avro::schema::{Name, RecordSchema};
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use base64::Engine;
+use serde_json::Value as Json;
+
+use super::Failure;
+
+/// A parsed Avro schema with its named types, for references.
+#[derive(Debug)]
+pub struct AvroCodec {
+    schema: Schema,
+    named: HashMap<String, Schema>,
+}
+
+impl AvroCodec {
+    /// Parses an `.avsc` text.
+    pub fn compile(text: &str) -> Result<Self, String> {
+        let schema = Schema::parse_str(text).map_err(|e| e.to_string())?;
+        let mut named = HashMap::new();
+        collect(&schema, &mut named);
+        Ok(Self { schema, named })
+    }
+
+    /// Encodes `value` as an Avro datum, or says where it does not fit the schema.
+    pub fn encode(&self, value: &Json) -> Result<Vec<u8>, Vec<Failure>> {
+        let mut pointer = String::new();
+        let avro = self.convert(&self.schema, value, &mut pointer, 0)?;
+        apache_avro::to_avro_datum(&self.schema, avro).map_err(|e| {
+            vec![Failure {
+                pointer: String::new(),
+                detail: format!("does not fit the Avro schema: {e}"),
+            }]
+        })
+    }
+
+    /// Decodes an Avro datum to plain JSON.
+    pub fn decode(&self, mut bytes: &[u8]) -> Result<Json, String> {
+        let value = apache_avro::from_avro_datum(&self.schema, &mut bytes, None)
+            .map_err(|e| e.to_string())?;
+        Ok(to_json(value))
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
+        match schema {
+            Schema::Ref { name } => self.named.get(&key(name)).unwrap_or(schema),
+            other => other,
+        }
+    }
+
+    fn convert(
+        &self,
+        schema: &Schema,
+        value: &Json,
+        pointer: &mut String,
+        depth: usize,
+    ) -> Result<Value, Vec<Failure>> {
+        let fail = |pointer: &str, detail: String| {
+            Err(vec![Failure {
+                pointer: pointer.to_string(),
+                detail,
+            }])
+        };
+        if depth > 128 {
+            return fail(pointer, "is nested too deeply".into());
+        }
+        let schema = self.resolve(schema);
+        let expected = |what: &str| format!("{} is not {what}", kind_of(value));
+        let int = |v: &Json| v.as_i64().and_then(|n| i32::try_from(n).ok());
+        Ok(match (schema, value) {
+            (Schema::Null, Json::Null) => Value::Null,
+            (Schema::Boolean, Json::Bool(b)) => Value::Boolean(*b),
+            (Schema::Int, v) if int(v).is_some() => Value::Int(int(v).unwrap_or_default()),
+            (Schema::Date, v) if int(v).is_some() => Value::Date(int(v).unwrap_or_default()),
+            (Schema::TimeMillis, v) if int(v).is_some() => {
+                Value::TimeMillis(int(v).unwrap_or_default())
+            }
+            (Schema::Long, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::Long(n.as_i64().unwrap_or_default())
+            }
+            (Schema::TimeMicros, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::TimeMicros(n.as_i64().unwrap_or_default())
+            }
+            (Schema::TimestampMillis, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::TimestampMillis(n.as_i64().unwrap_or_default())
+            }
+            (Schema::TimestampMicros, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::TimestampMicros(n.as_i64().unwrap_or_default())
+            }
+            (Schema::TimestampNanos, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::TimestampNanos(n.as_i64().unwrap_or_default())
+            }
+            (Schema::LocalTimestampMillis, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::LocalTimestampMillis(n.as_i64().unwrap_or_default())
+            }
+            (Schema::LocalTimestampMicros, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::LocalTimestampMicros(n.as_i64().unwrap_or_default())
+            }
+            (Schema::LocalTimestampNanos, Json::Number(n)) if n.as_i64().is_some() => {
+                Value::LocalTimestampNanos(n.as_i64().unwrap_or_default())
+            }
+            (Schema::Float, Json::Number(n)) => Value::Float(n.as_f64().unwrap_or_default() as f32),
+            (Schema::Double, Json::Number(n)) => Value::Double(n.as_f64().unwrap_or_default()),
+            (Schema::String, Json::String(s)) => Value::String(s.clone()),
+            (Schema::Uuid, Json::String(s)) => match s.parse() {
+                Ok(uuid) => Value::Uuid(uuid),
+                Err(_) => return fail(pointer, format!("`{s}` is not a UUID")),
+            },
+            (Schema::Bytes, Json::String(s)) => Value::Bytes(base64(s, pointer)?),
+            (Schema::Decimal(_), Json::String(s)) => Value::Decimal(base64(s, pointer)?.into()),
+            (Schema::Fixed(fixed), Json::String(s)) => {
+                let bytes = base64(s, pointer)?;
+                if bytes.len() != fixed.size {
+                    return fail(
+                        pointer,
+                        format!(
+                            "is {} bytes; the fixed `{}` is {}",
+                            bytes.len(),
+                            fixed.name,
+                            fixed.size
+                        ),
+                    );
+                }
+                Value::Fixed(fixed.size, bytes)
+            }
+            (Schema::Enum(e), Json::String(s)) => match e.symbols.iter().position(|x| x == s) {
+                Some(i) => Value::Enum(i as u32, s.clone()),
+                None => {
+                    return fail(
+                        pointer,
+                        format!(
+                            "`{s}` is not a symbol of enum `{}` ({})",
+                            e.name,
+                            e.symbols.join(", ")
+                        ),
+                    )
+                }
+            },
+            (Schema::Array(array), Json::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut failures = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let len = pointer.len();
+                    pointer.push_str(&format!("/{i}"));
+                    match self.convert(&array.items, item, pointer, depth + 1) {
+                        Ok(v) => out.push(v),
+                        Err(f) => failures.extend(f),
+                    }
+                    pointer.truncate(len);
+                }
+                if !failures.is_empty() {
+                    return Err(failures);
+                }
+                Value::Array(out)
+            }
+            (Schema::Map(map), Json::Object(members)) => {
+                let mut out = HashMap::with_capacity(members.len());
+                let mut failures = Vec::new();
+                for (k, v) in members {
+                    let len = pointer.len();
+                    push_token(pointer, k);
+                    match self.convert(&map.types, v, pointer, depth + 1) {
+                        Ok(v) => {
+                            out.insert(k.clone(), v);
+                        }
+                        Err(f) => failures.extend(f),
+                    }
+                    pointer.truncate(len);
+                }
+                if !failures.is_empty() {
+                    return Err(failures);
+                }
+                Value::Map(out)
+            }
+            (Schema::Record(record), Json::Object(_)) => {
+                self.record(record, value, pointer, depth)?
+            }
+            (Schema::Union(union), v) => {
+                let variants = union.variants();
+                let null = variants.iter().position(|s| matches!(s, Schema::Null));
+                if let (Json::Null, Some(i)) = (v, null) {
+                    return Ok(Value::Union(i as u32, Box::new(Value::Null)));
+                }
+                let fits = variants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| fits(self.resolve(s), v));
+                let mut last = None;
+                for (i, branch) in fits {
+                    match self.convert(branch, v, pointer, depth + 1) {
+                        Ok(inner) => return Ok(Value::Union(i as u32, Box::new(inner))),
+                        Err(f) => last = Some(f),
+                    }
+                }
+                return match last {
+                    Some(failures) => Err(failures),
+                    None => fail(
+                        pointer,
+                        format!(
+                            "{} fits no branch of the union [{}]",
+                            kind_of(v),
+                            variants
+                                .iter()
+                                .map(|s| self.describe(s))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                };
+            }
+            (schema, _) => return fail(pointer, expected(&self.describe(schema))),
+        })
+    }
+
+    fn record(
+        &self,
+        record: &RecordSchema,
+        value: &Json,
+        pointer: &mut String,
+        depth: usize,
+    ) -> Result<Value, Vec<Failure>> {
+        let Json::Object(members) = value else {
+            unreachable!("called with an object")
+        };
+        let mut fields = Vec::with_capacity(record.fields.len());
+        let mut failures = Vec::new();
+        for field in &record.fields {
+            match members.get(&field.name) {
+                Some(v) => {
+                    let len = pointer.len();
+                    push_token(pointer, &field.name);
+                    match self.convert(&field.schema, v, pointer, depth + 1) {
+                        Ok(v) => fields.push((field.name.clone(), v)),
+                        Err(f) => failures.extend(f),
+                    }
+                    pointer.truncate(len);
+                }
+                None => match &field.default {
+                    Some(default) => {
+                        let schema = match self.resolve(&field.schema) {
+                            Schema::Union(u) => u.variants().first().unwrap_or(&field.schema),
+                            s => s,
+                        };
+                        let mut scratch = String::new();
+                        match self.convert(schema, default, &mut scratch, depth + 1) {
+                            Ok(v) => {
+                                let v = match self.resolve(&field.schema) {
+                                    Schema::Union(_) => Value::Union(0, Box::new(v)),
+                                    _ => v,
+                                };
+                                fields.push((field.name.clone(), v));
+                            }
+                            Err(_) => failures.push(Failure {
+                                pointer: pointer.clone(),
+                                detail: format!(
+                                    "the default of `{}` does not fit its schema",
+                                    field.name
+                                ),
+                            }),
+                        }
+                    }
+                    None => failures.push(Failure {
+                        pointer: pointer.clone(),
+                        detail: format!(
+                            "`{}` is a required member (record `{}`)",
+                            field.name, record.name
+                        ),
+                    }),
+                },
+            }
+        }
+        for name in members.keys() {
+            if !record.lookup.contains_key(name) {
+                let len = pointer.len();
+                push_token(pointer, name);
+                failures.push(Failure {
+                    pointer: pointer.clone(),
+                    detail: format!("`{name}` is not a field of record `{}`", record.name),
+                });
+                pointer.truncate(len);
+            }
+        }
+        if failures.is_empty() {
+            Ok(Value::Record(fields))
+        } else {
+            Err(failures)
+        }
+    }
+
+    fn describe(&self, schema: &Schema) -> String {
+        match self.resolve(schema) {
+            Schema::Record(r) => format!("record `{}`", r.name),
+            Schema::Enum(e) => format!("enum `{}`", e.name),
+            Schema::Fixed(f) => format!("fixed `{}` (base64)", f.name),
+            Schema::Bytes => "bytes (base64)".into(),
+            Schema::Int => "an int (32-bit)".into(),
+            Schema::Long => "a long (64-bit integer)".into(),
+            other => format!("{:?}", apache_avro::schema::SchemaKind::from(other)).to_lowercase(),
+        }
+    }
+}
+
+/// Whether a JSON value's type can be a value of `schema` (before its contents are checked).
+fn fits(schema: &Schema, value: &Json) -> bool {
+    match value {
+        Json::Null => matches!(schema, Schema::Null),
+        Json::Bool(_) => matches!(schema, Schema::Boolean),
+        Json::Number(n) => match schema {
+            Schema::Int | Schema::Date | Schema::TimeMillis => {
+                n.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+            }
+            Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => n.as_i64().is_some(),
+            Schema::Float | Schema::Double => true,
+            _ => false,
+        },
+        Json::String(_) => matches!(
+            schema,
+            Schema::String
+                | Schema::Bytes
+                | Schema::Fixed(_)
+                | Schema::Enum(_)
+                | Schema::Uuid
+                | Schema::Decimal(_)
+        ),
+        Json::Array(_) => matches!(schema, Schema::Array(_)),
+        Json::Object(_) => matches!(schema, Schema::Record(_) | Schema::Map(_)),
+    }
+}
+
+fn kind_of(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn base64(text: &str, pointer: &str) -> Result<Vec<u8>, Vec<Failure>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| {
+            vec![Failure {
+                pointer: pointer.to_string(),
+                detail: format!("bytes are a base64 string: {e}"),
+            }]
+        })
+}
+
+/// Appends `/token` to a JSON Pointer, escaped per RFC 6901.
+pub(super) fn push_token(pointer: &mut String, token: &str) {
+    pointer.push('/');
+    pointer.push_str(&token.replace('~', "~0").replace('/', "~1"));
+}
+
+fn key(name: &Name) -> String {
+    name.fullname(None)
+}
+
+fn collect(schema: &Schema, named: &mut HashMap<String, Schema>) {
+    match schema {
+        Schema::Record(r) => {
+            named.insert(key(&r.name), schema.clone());
+            for field in &r.fields {
+                collect(&field.schema, named);
+            }
+        }
+        Schema::Enum(e) => {
+            named.insert(key(&e.name), schema.clone());
+        }
+        Schema::Fixed(f) => {
+            named.insert(key(&f.name), schema.clone());
+        }
+        Schema::Array(a) => collect(&a.items, named),
+        Schema::Map(m) => collect(&m.types, named),
+        Schema::Union(u) => u.variants().iter().for_each(|s| collect(s, named)),
+        _ => {}
+    }
+}
+
+fn to_json(value: Value) -> Json {
+    let b64 = |b: &[u8]| Json::String(base64::engine::general_purpose::STANDARD.encode(b));
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(b),
+        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => n.into(),
+        Value::Long(n)
+        | Value::TimeMicros(n)
+        | Value::TimestampMillis(n)
+        | Value::TimestampMicros(n)
+        | Value::TimestampNanos(n)
+        | Value::LocalTimestampMillis(n)
+        | Value::LocalTimestampMicros(n)
+        | Value::LocalTimestampNanos(n) => n.into(),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(f64::from(f)).map_or(Json::Null, Json::Number)
+        }
+        Value::Double(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Value::Bytes(b) | Value::Fixed(_, b) => b64(&b),
+        Value::String(s) | Value::Enum(_, s) => Json::String(s),
+        Value::Uuid(u) => Json::String(u.to_string()),
+        Value::Decimal(d) => Vec::<u8>::try_from(d).map_or(Json::Null, |b| b64(&b)),
+        Value::BigDecimal(d) => Json::String(d.to_string()),
+        Value::Duration(d) => b64(&<[u8; 12]>::from(d)),
+        Value::Union(_, v) => to_json(*v),
+        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(members) => {
+            Json::Object(members.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+        Value::Record(fields) => {
+            Json::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+        {"name":"id","type":"string"},
+        {"name":"total","type":"double"},
+        {"name":"note","type":["null","string"],"default":null},
+        {"name":"tag","type":["null","bytes","long"]},
+        {"name":"items","type":{"type":"array","items":{"type":"record","name":"Item","fields":[
+            {"name":"sku","type":"string"},{"name":"qty","type":"int"}]}}},
+        {"name":"first","type":["null","Item"],"default":null},
+        {"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW","PAID"]}}]}"#;
+
+    #[test]
+    fn plain_json_round_trips_through_avro() {
+        let codec = AvroCodec::compile(ORDER).unwrap();
+        let input = json!({"id":"o1","total":9.5,"note":"hi","tag":"AAE=",
+            "items":[{"sku":"a","qty":2}],"first":{"sku":"b","qty":1},"status":"PAID"});
+        let bytes = codec.encode(&input).unwrap();
+        let back = codec.decode(&bytes).unwrap();
+        assert_eq!(back, input);
+        let defaults = codec
+            .encode(&json!({"id":"o2","total":1,"tag":7,"items":[],"status":"NEW"}))
+            .unwrap();
+        let back = codec.decode(&defaults).unwrap();
+        assert_eq!(back["note"], Json::Null);
+        assert_eq!(back["tag"], 7);
+    }
+
+    #[test]
+    fn failures_point_at_members() {
+        let codec = AvroCodec::compile(ORDER).unwrap();
+        let failures = codec
+            .encode(
+                &json!({"id":"o1","total":"x","tag":null,"items":[{"sku":"a","qty":1.5}],
+                "status":"GONE","extra":1}),
+            )
+            .unwrap_err();
+        let pointers: Vec<_> = failures.iter().map(|f| f.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/total", "/items/0/qty", "/status", "/extra"],
+            "{failures:?}"
+        );
+        let missing = codec.encode(&json!({"total":1})).unwrap_err();
+        assert_eq!(missing[0].pointer, "");
+        assert!(missing[0].detail.contains("`id`"), "{missing:?}");
+    }
+}
