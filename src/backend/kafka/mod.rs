@@ -41,6 +41,12 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         layout: CursorLayout::Offsets,
     }),
     no_replay: None,
+    no_wildcards: None,
+    no_wildcard_read: Some(
+        "a Kafka stream cursor holds the offsets of one topic's partitions, so an SSE stream on \
+         a topic pattern cannot be resumed; stream a pattern with ?group= (the consumer group \
+         keeps the position), or stream each topic",
+    ),
 };
 
 /// How often the broker's reachability is probed with a metadata request.

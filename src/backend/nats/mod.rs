@@ -36,6 +36,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         layout: CursorLayout::Sequence,
     }),
     no_replay: None,
+    no_wildcards: None,
+    no_wildcard_read: None,
 };
 
 /// A NATS JetStream broker.
