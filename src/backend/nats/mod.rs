@@ -2,6 +2,7 @@
 //! publish acks are pipelined (all of a batch are sent before any is awaited).
 
 mod consume;
+mod pattern;
 mod topics;
 
 use std::borrow::Cow;
@@ -51,9 +52,14 @@ pub struct NatsBackend {
     health: Arc<Health>,
 }
 
-/// The stream sidebus creates for `topic`: `SIDEBUS_` + the topic with `.` and `-` as `_`.
+/// The stream sidebus creates for `topic`: `SIDEBUS_` + the topic with `.` and `-` as `_`; in a
+/// pattern, `*` becomes `STAR` and `>` becomes `ALL` (`orders.*` -> `SIDEBUS_orders_STAR`).
 pub fn stream_name(topic: &str) -> String {
-    format!("SIDEBUS_{}", topic.replace(['.', '-'], "_"))
+    let name = topic
+        .replace(['.', '-'], "_")
+        .replace('*', "STAR")
+        .replace('>', "ALL");
+    format!("SIDEBUS_{name}")
 }
 
 impl NatsBackend {
@@ -363,5 +369,7 @@ mod tests {
     #[test]
     fn stream_names_follow_the_design() {
         assert_eq!(stream_name("orders.v1-eu"), "SIDEBUS_orders_v1_eu");
+        assert_eq!(stream_name("orders.*.eu"), "SIDEBUS_orders_STAR_eu");
+        assert_eq!(stream_name("orders.>"), "SIDEBUS_orders_ALL");
     }
 }
