@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use super::cursor::Cursor;
-use super::frame::{render, Frame};
+use super::frame::{render_from, Frame};
 use super::{settle, DISCONNECT_EVENT};
 use crate::backend::consume::{ConsumeError, Consumer, Delivery};
 
@@ -84,6 +84,7 @@ impl Pump {
                 },
             };
             let Delivery {
+                topic,
                 event,
                 spot,
                 settle: ack,
@@ -102,7 +103,7 @@ impl Pump {
                 continue;
             }
             let id = self.position.as_ref().map(|p| p.encode(&self.topic));
-            let bytes = render(&event, id.as_deref(), self.typed);
+            let bytes = render_from(Some(&topic), &event, id.as_deref(), self.typed);
             let permit = tokio::select! {
                 biased;
                 _ = closed(&mut self.closing) => {
