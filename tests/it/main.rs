@@ -40,3 +40,4 @@ mod webhook_memory;
 mod webhook_nats;
 mod webhook_order;
 mod webhook_tls;
+mod wildcard;

@@ -164,6 +164,11 @@ impl NatsBackend {
         }
         match self.jetstream.stream_by_subject(subject).await {
             Ok(_) => {}
+            // The server's lookup by subject misses a stream over a wildcard that covers it
+            // (`orders.*`, created for a wildcard subscription).
+            Err(e)
+                if e.kind() == GetStreamByNameErrorKind::NotFound
+                    && self.covering_stream(subject).await.is_some() => {}
             Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound && self.create_streams => {
                 let config = StreamConfig {
                     name: stream_name(subject),

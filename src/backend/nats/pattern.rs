@@ -68,6 +68,16 @@ impl NatsBackend {
             .map_err(|e| ConsumeError::Unavailable(format!("stream {name}: {e}")))
     }
 
+    /// The name of a stream whose subjects cover `subject`, if any (or if streams cannot be
+    /// listed now, none).
+    pub(super) async fn covering_stream(&self, subject: &str) -> Option<String> {
+        let streams: Vec<Info> = self.jetstream.streams().try_collect().await.ok()?;
+        streams
+            .into_iter()
+            .find(|info| info.config.subjects.iter().any(|s| covers(s, subject)))
+            .map(|info| info.config.name)
+    }
+
     async fn create_pattern_stream(&self, pattern: &TopicPattern) -> Result<Stream, ConsumeError> {
         let name = stream_name(pattern.as_str());
         if !self.create_streams {
