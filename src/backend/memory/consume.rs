@@ -161,11 +161,12 @@ fn pick(log: &Log, group: &Group, max_in_flight: usize) -> Option<(Arc<str>, i64
     }
     if group.pattern.is_wildcard() {
         for name in store.matching(&group.pattern) {
-            if !state.topics.contains_key(&name) {
-                // Written to after the group started: everything it holds is new to the group.
-                let start = store.bounds(&name).0;
-                state.topics.insert(name, TopicCursor::at(start));
-            }
+            let start = store.bounds(&name).0;
+            // Written to after the group started: everything it holds is new to the group.
+            state
+                .topics
+                .entry(name)
+                .or_insert_with(|| TopicCursor::at(start));
         }
     }
     let mut earliest: Option<(u64, Arc<str>)> = None;
