@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::header::IntoHeaderName;
-use async_nats::jetstream::context::{ContextBuilder, GetStreamByNameErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{
+    ContextBuilder, CreateStreamError, CreateStreamErrorKind, GetStreamByNameErrorKind,
+    PublishErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::ErrorCode;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
@@ -177,12 +181,17 @@ impl NatsBackend {
                     duplicate_window: self.dedup_window,
                     ..StreamConfig::default()
                 };
-                self.jetstream
-                    .get_or_create_stream(config)
-                    .await
-                    .map_err(|e| {
-                        PublishError::Rejected(format!("creating stream for {subject}: {e}"))
-                    })?;
+                match self.jetstream.get_or_create_stream(config).await {
+                    Ok(_) => {}
+                    // A stream captures the subject after all: one over a wildcard, created or
+                    // first listed since the lookups above.
+                    Err(e) if subject_overlap(&e) => {}
+                    Err(e) => {
+                        return Err(PublishError::Rejected(format!(
+                            "creating stream for {subject}: {e}"
+                        )))
+                    }
+                }
             }
             Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => {
                 return Err(PublishError::Rejected(format!(
@@ -202,6 +211,15 @@ impl NatsBackend {
     fn known(&self, subject: &str) -> bool {
         lock(&self.known_subjects).contains(subject)
     }
+}
+
+/// Whether creating a stream failed because another stream's subjects overlap its own: for one
+/// subject, that stream captures it.
+fn subject_overlap(error: &CreateStreamError) -> bool {
+    matches!(
+        error.kind(),
+        CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
