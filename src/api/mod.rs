@@ -12,6 +12,7 @@ mod sse;
 mod state;
 mod subscriptions;
 mod target;
+mod topics;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
@@ -32,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", READYZ),
     ("get", METRICS),
     ("get", BROKERS),
+    ("get", BROKER_TOPICS),
     ("get", SUBSCRIPTIONS),
     ("get", SUBSCRIPTION),
     ("put", SUBSCRIPTION),
@@ -47,6 +49,7 @@ const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
 const BROKERS: &str = "/v1/brokers";
+const BROKER_TOPICS: &str = "/v1/brokers/{broker}/topics";
 const SUBSCRIPTIONS: &str = "/v1/subscriptions";
 const SUBSCRIPTION: &str = "/v1/subscriptions/{name}";
 const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";
@@ -88,6 +91,7 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(READYZ, get(admin::readyz))
         .route(METRICS, get(admin::metrics))
         .route(BROKERS, get(admin::brokers))
+        .route(BROKER_TOPICS, get(topics::list))
         .route(SUBSCRIPTIONS, get(subscriptions::list))
         .route(
             SUBSCRIPTION,

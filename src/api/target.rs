@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::config::topic::validate_topic;
+use crate::config::topic::{validate_topic, TopicPattern};
 use crate::pipeline::Broker;
 
 /// Which way events flow, for the allow-lists of `[access]`.
@@ -16,7 +16,8 @@ pub enum Direction {
     Subscribe,
 }
 
-/// The broker named `broker`, once `topic` passes every check for `direction`.
+/// The broker named `broker`, once `topic` passes every check for `direction`. Subscribing
+/// takes a topic pattern (`orders.*`) where the broker can consume one.
 pub fn resolve<'a>(
     state: &'a AppState,
     broker: &str,
@@ -26,7 +27,21 @@ pub fn resolve<'a>(
     let found = state
         .broker(broker)
         .ok_or_else(|| ApiError::NotFound(format!("no broker named `{broker}` is configured")))?;
-    validate_topic(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut wildcard = false;
+    match direction {
+        Direction::Publish => validate_topic(topic).map(|_| ()),
+        Direction::Subscribe => TopicPattern::parse(topic).map(|pattern| {
+            wildcard = pattern.is_wildcard();
+        }),
+    }
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if wildcard {
+        if let Some(reason) = found.backend.capabilities().no_wildcards {
+            return Err(ApiError::BadRequest(format!(
+                "`{topic}` is a topic pattern: {reason}"
+            )));
+        }
+    }
     let access = &state.config().access;
     let (allowed, verb, list) = match direction {
         Direction::Publish => (access.may_publish(topic), "publishing to", "access.publish"),

@@ -10,6 +10,12 @@ pub struct Capabilities {
     /// Set when the broker keeps no history, so a topic cannot be read again from its oldest
     /// event or from a cursor: why not, in words for the user.
     pub no_replay: Option<NoReplay>,
+    /// Set when the broker cannot consume a topic pattern (`orders.*`) at all: why not, in words
+    /// for the user (a subscription or stream on a pattern is refused with `400`).
+    pub no_wildcards: Option<&'static str>,
+    /// Set when the broker consumes patterns through groups but cannot read one from a
+    /// position (an SSE stream without `?group=`): why not, in words for the user.
+    pub no_wildcard_read: Option<&'static str>,
 }
 
 /// Why a broker cannot read a topic again, as the user is told when a stream asks for it.

@@ -250,7 +250,7 @@ mod tests {
             (format!("{RULE}subject = \"orders-value\""), "schema_registry"),
             (format!("{RULE}avro = \"a\"\nbroker = \"nope\""), "broker"),
             (
-                "[[schemas]]\nname = \"orders\"\ntopics = [\"a..b\"]\navro = \"a\"".into(),
+                "[[schemas]]\nname = \"orders\"\ntopics = [\"a.>.b\"]\navro = \"a\"".into(),
                 "topics",
             ),
             (

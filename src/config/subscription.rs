@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::config::topic::validate_topic;
+use crate::config::topic::{validate_topic, TopicPattern};
 
 /// Where a consumer group starts when it has no committed position yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -79,7 +79,8 @@ pub struct SubscriptionSpec {
     pub name: Option<String>,
     /// Broker to consume from (a configured broker name).
     pub broker: String,
-    /// Topic to consume.
+    /// Topic to consume, or a topic pattern (`orders.*`, `orders.>`) where the broker can
+    /// consume one.
     pub topic: String,
     /// The service's webhook URL (http or https).
     pub endpoint: String,
@@ -259,7 +260,7 @@ impl SubscriptionSpec {
                 format!("no broker named `{}` is configured", self.broker),
             ));
         }
-        validate_topic(&self.topic).map_err(|e| bad("topic", e.to_string()))?;
+        let pattern = TopicPattern::parse(&self.topic).map_err(|e| bad("topic", e.to_string()))?;
         self.endpoint_url()?;
         if let Some(group) = &self.group {
             validate_name(group)
@@ -284,6 +285,12 @@ impl SubscriptionSpec {
             validate_topic(dlq).map_err(|e| bad("dead_letter", e.to_string()))?;
             if dlq == &self.topic {
                 return Err(bad("dead_letter", "must differ from topic"));
+            }
+            if pattern.matches(dlq) {
+                return Err(bad(
+                    "dead_letter",
+                    format!("must not be a topic `{}` matches", self.topic),
+                ));
             }
         }
         if self.max_batch == 0 || self.max_batch > 10_000 {

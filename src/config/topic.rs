@@ -1,4 +1,4 @@
-//! Topic names: the one rule every broker shares.
+//! Topic names, the one rule every broker shares, and topic patterns (design §8.4).
 
 /// Why a topic name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,33 +36,42 @@ pub fn validate_topic(name: &str) -> Result<(), InvalidTopic> {
     Ok(())
 }
 
-/// A topic pattern (design §8, "Topic patterns"): dot-separated tokens where `*` matches exactly
-/// one token and `>`, as the last token, one or more. A pattern without wildcards matches only
-/// itself.
+/// A topic pattern (design §8.4): dot-separated tokens where `*` matches exactly one token and
+/// `>`, as the last token, one or more. A pattern without wildcards matches only itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TopicPattern {
     text: String,
+    wildcard: bool,
 }
 
 impl TopicPattern {
-    /// Parses `text`: a topic name (see [`validate_topic`]) whose tokens may also be `*`, and
-    /// the last one `>`.
+    /// Parses `text`: a topic name (see [`validate_topic`]), or dot-separated non-empty tokens of
+    /// `[A-Za-z0-9_-]` where a token may also be `*`, and the last one `>`.
     pub fn parse(text: &str) -> Result<Self, InvalidTopic> {
-        validate_tokens(text, |b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
-        })
-        .map_err(|reason| InvalidTopic {
-            name: text.to_string(),
-            reason,
-        })?;
-        if text.len() > MAX_TOPIC_LEN {
-            return Err(InvalidTopic {
+        let fail = |reason| {
+            Err(InvalidTopic {
                 name: text.to_string(),
-                reason: "it is longer than 249 characters",
+                reason,
+            })
+        };
+        if !text.contains(['*', '>']) {
+            validate_topic(text)?;
+            return Ok(Self {
+                text: text.to_string(),
+                wildcard: false,
             });
+        }
+        if text.len() > MAX_TOPIC_LEN {
+            return fail("it is longer than 249 characters");
+        }
+        if let Err(reason) = validate_tokens(text, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+        }) {
+            return fail(reason);
         }
         Ok(Self {
             text: text.to_string(),
+            wildcard: true,
         })
     }
 
@@ -71,14 +80,40 @@ impl TopicPattern {
         &self.text
     }
 
+    /// Whether the pattern has a `*` or `>` token (and so may match several topics).
+    pub fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
     /// Whether `topic` is one of the topics this pattern matches.
     pub fn matches(&self, topic: &str) -> bool {
+        if !self.wildcard {
+            return self.text == topic;
+        }
         tokens_match(&self.text, topic)
+    }
+
+    /// Whether every topic `other` matches is matched by this pattern too.
+    pub fn covers(&self, other: &str) -> bool {
+        covers(&self.text, other)
+    }
+
+    /// Whether some topic is matched by both this pattern and `other`.
+    pub fn overlaps(&self, other: &str) -> bool {
+        overlaps(&self.text, other)
     }
 }
 
-/// Checks the token structure every pattern shares: no empty token, `*` and `>` whole tokens,
-/// `>` last; `literal` says which bytes a literal token may hold.
+impl std::fmt::Display for TopicPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Whether pattern `wide` matches every topic pattern `narrow` matches (both dot-separated, with
+/// Checks the token structure every pattern shares (topic patterns, and the CloudEvent `type`
+/// patterns of schema rules): not empty, no empty token, `*` and `>` whole tokens, `>` last;
+/// `literal` says which bytes a literal token may hold.
 pub fn validate_tokens(text: &str, literal: impl Fn(u8) -> bool) -> Result<(), &'static str> {
     if text.is_empty() {
         return Err("it is empty");
@@ -121,6 +156,36 @@ pub fn tokens_match(pattern: &str, name: &str) -> bool {
     name.next().is_none()
 }
 
+/// `*` and `>` tokens; a NATS subject is one).
+pub fn covers(wide: &str, narrow: &str) -> bool {
+    let (mut wide, mut narrow) = (wide.split('.'), narrow.split('.'));
+    loop {
+        match (wide.next(), narrow.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) => return true,
+            (_, Some(">")) | (None, Some(_)) | (Some(_), None) => return false,
+            (Some("*"), Some(_)) => {}
+            (Some(w), Some(n)) if w == n => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether some topic is matched by both patterns `a` and `b`.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some("*"), Some(_)) | (Some(_), Some("*")) => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,16 +206,72 @@ mod tests {
 
     #[test]
     fn patterns_match_by_token() {
-        let p = |t: &str| TopicPattern::parse(t).unwrap();
-        assert!(p("orders.*").matches("orders.eu"));
-        assert!(!p("orders.*").matches("orders.eu.x"));
-        assert!(!p("orders.*").matches("orders"));
-        assert!(p("orders.>").matches("orders.eu.x"));
-        assert!(!p("orders.>").matches("orders"));
-        assert!(p("orders").matches("orders"));
-        assert!(!p("orders").matches("orders.eu"));
-        for bad in ["", "a..b", "a.>.b", "a*", "a b"] {
+        let table: &[(&str, &str, bool)] = &[
+            ("orders", "orders", true),
+            ("orders", "orders.eu", false),
+            ("orders.*", "orders.eu", true),
+            ("orders.*", "orders.eu.x", false),
+            ("orders.*", "orders", false),
+            ("orders.>", "orders.eu", true),
+            ("orders.>", "orders.eu.x", true),
+            ("orders.>", "orders", false),
+            ("*.eu", "orders.eu", true),
+            ("*.eu", "orders.us", false),
+            ("orders.*.x", "orders.eu.x", true),
+            ("orders.*.x", "orders.eu.y", false),
+            (">", "a", true),
+            (">", "a.b.c", true),
+            ("*", "a", true),
+            ("*", "a.b", false),
+            ("orders.*", "orders..", false),
+            ("orders.*", "orders.", false),
+        ];
+        for (pattern, topic, expected) in table {
+            let parsed = TopicPattern::parse(pattern).unwrap();
+            assert_eq!(parsed.matches(topic), *expected, "{pattern} ~ {topic}");
+            assert_eq!(
+                parsed.is_wildcard(),
+                pattern.contains(['*', '>']),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn patterns_refuse_malformed_wildcards() {
+        for bad in [
+            "orders*",
+            "orders.>.x",
+            "orders..*",
+            ".*",
+            "*.",
+            "a.b>",
+            "a.*x",
+            "a b.*",
+            "é.*",
+            &format!("{}.*", "x".repeat(248)),
+        ] {
             assert!(TopicPattern::parse(bad).is_err(), "{bad}");
         }
+        for ok in ["a", "a..b", "*", ">", "a.*.c.>", "A_b-c.*"] {
+            assert!(TopicPattern::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn cover_and_overlap() {
+        assert!(covers("orders.>", "orders.*"));
+        assert!(covers("orders.>", "orders.eu.>"));
+        assert!(covers("orders.*", "orders.eu"));
+        assert!(covers("orders.*", "orders.*"));
+        assert!(!covers("orders.*", "orders.>"));
+        assert!(!covers("orders.eu", "orders.*"));
+        assert!(!covers("orders.*", "orders.eu.x"));
+        assert!(overlaps("orders.*", "orders.eu"));
+        assert!(overlaps("orders.*", "*.eu"));
+        assert!(overlaps("orders.>", "*.eu.x"));
+        assert!(!overlaps("orders.*", "orders.eu.x"));
+        assert!(!overlaps("orders.*", "payments.>"));
+        assert!(!overlaps("orders", "orders.>"));
     }
 }

@@ -13,6 +13,7 @@ use super::webhook::client::WebhookClient;
 use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
 use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
+use crate::config::topic::TopicPattern;
 use crate::pipeline::Broker;
 use crate::schemas::SchemaStore;
 
@@ -156,7 +157,17 @@ impl Registry {
 
     fn validate(&self, name: &str, spec: &SubscriptionSpec) -> Result<(), SpecError> {
         validate_name(name)?;
-        spec.validate(|b| self.brokers.contains_key(b))
+        spec.validate(|b| self.brokers.contains_key(b))?;
+        let capabilities = self.brokers[&spec.broker].backend.capabilities();
+        match capabilities.no_wildcards {
+            Some(reason) if TopicPattern::parse(&spec.topic).is_ok_and(|p| p.is_wildcard()) => {
+                Err(SpecError {
+                    field: "topic".into(),
+                    reason: format!("`{}` is a topic pattern: {reason}", spec.topic),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn insert(

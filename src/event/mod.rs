@@ -11,13 +11,17 @@ pub mod trace;
 use bytes::Bytes;
 
 pub use parse::{parse_batch_json, parse_binary, parse_ndjson, parse_structured, Defaults};
-pub use structured::{to_json, write_json, JSON_ROOM};
+pub use structured::{to_json, to_json_with, write_json, write_json_with, JSON_ROOM};
 
 /// The CloudEvents spec version sidebus speaks.
 pub const SPEC_VERSION: &str = "1.0";
 
 /// The extension attribute that carries the ordering / partition key (CloudEvents partitioning).
 pub const PARTITION_KEY: &str = "partitionkey";
+
+/// The extension attribute sidebus adds to every event it delivers in structured form (webhook
+/// structured and batch modes, SSE `data:`): the concrete topic the event was consumed from.
+pub const TOPIC_ATTRIBUTE: &str = "sidebustopic";
 
 /// How a broker binding spells the `ce` prefix of binary-mode attribute names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

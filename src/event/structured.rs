@@ -12,9 +12,20 @@ pub const JSON_ROOM: usize = 256;
 
 /// The event as one CloudEvents JSON object (see [`write_json`]).
 pub fn to_json(event: &Event) -> String {
+    to_json_with(event, &[])
+}
+
+/// The event as one CloudEvents JSON object with the extension attributes `extra` added (see
+/// [`write_json_with`]).
+pub fn to_json_with(event: &Event, extra: &[(&str, &str)]) -> String {
     let mut out = Vec::new();
-    write_json(event, &mut out);
+    write_json_with(event, extra, &mut out);
     String::from_utf8(out).expect("JSON text is UTF-8")
+}
+
+/// Appends the event as one CloudEvents JSON object to `out` (see [`write_json_with`]).
+pub fn write_json(event: &Event, out: &mut Vec<u8>) {
+    write_json_with(event, &[], out)
 }
 
 /// Appends the event as one CloudEvents JSON object to `out`, written straight from the event
@@ -24,8 +35,10 @@ pub fn to_json(event: &Event) -> String {
 /// string, quotes included, so text that is not valid JSON goes as `data_base64` there.
 ///
 /// Member names never repeat: core attributes are fields of [`Event`], and an extension can be
-/// named neither like one of them nor `data`/`data_base64` (the parsers refuse those).
-pub fn write_json(event: &Event, out: &mut Vec<u8>) {
+/// named neither like one of them nor `data`/`data_base64` (the parsers refuse those). The
+/// extension attributes `extra` (sidebus's own, such as `sidebustopic`) replace the event's of
+/// the same name.
+pub fn write_json_with(event: &Event, extra: &[(&str, &str)], out: &mut Vec<u8>) {
     out.reserve(event.data.len() + JSON_ROOM);
     out.extend_from_slice(b"{\"specversion\":\"");
     out.extend_from_slice(SPEC_VERSION.as_bytes());
@@ -50,8 +63,10 @@ pub fn write_json(event: &Event, out: &mut Vec<u8>) {
         event
             .extensions
             .iter()
+            .filter(|(n, _)| !extra.iter().any(|(name, _)| name == n))
             .map(|(n, v)| (n.as_str(), v.as_str())),
-    );
+    )
+    .chain(extra.iter().copied());
     for (name, value) in attributes {
         out.push(b',');
         string(out, name);

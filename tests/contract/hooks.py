@@ -34,7 +34,7 @@ ACCEPTED_REFUSALS = [
     ),
     # Rules of a subscription JSON Schema cannot state: `broker` must be a broker the
     # configuration defines, initial_backoff at most max_backoff, dead_letter not the consumed
-    # topic.
+    # topic nor one the consumed pattern matches.
     (
         "PUT",
         "/v1/subscriptions/{name}",
@@ -42,7 +42,8 @@ ACCEPTED_REFUSALS = [
         "bad-request",
         r"`broker`: no broker named .* is configured"
         r"|`retry\.initial_backoff`: must not exceed"
-        r"|`dead_letter`: must differ from topic",
+        r"|`dead_letter`: must differ from topic"
+        r"|`dead_letter`: must not be a topic",
     ),
 ]
 

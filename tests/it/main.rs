@@ -43,3 +43,4 @@ mod webhook_memory;
 mod webhook_nats;
 mod webhook_order;
 mod webhook_tls;
+mod wildcard;

@@ -8,7 +8,8 @@ mod subscriptions;
 use std::path::Path;
 
 use crate::common::openapi::{
-    config, routes, Spec, BROKERS, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
+    config, routes, Spec, BROKERS, BROKER_TOPICS, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ,
+    SUBSCRIBE_SSE,
 };
 use crate::common::sse::cursor_at;
 use crate::common::TestServer;
@@ -242,6 +243,24 @@ async fn every_route_answers_as_documented() {
     let response = down.http.get(down.url(BROKERS)).send().await.unwrap();
     let body = spec.check("get", BROKERS, response).await.unwrap();
     assert_eq!(body["brokers"][0]["connected"], false);
+
+    // Discovery: the memory broker's topics, an unknown broker, AMQP's refusal.
+    let topics = |server: &TestServer, path: String| {
+        let request = server.http.get(server.url(&path));
+        async move { request.send().await.unwrap() }
+    };
+    let path = format!("/v1/brokers/default/topics?prefix={topic}");
+    let body = spec
+        .check("get", BROKER_TOPICS, topics(&server, path).await)
+        .await
+        .unwrap();
+    assert_eq!(body["topics"][0]["name"], topic.as_str(), "{body}");
+    let missing = topics(&server, "/v1/brokers/nope/topics".into()).await;
+    assert_eq!(missing.status(), 404);
+    spec.check("get", BROKER_TOPICS, missing).await;
+    let refused = topics(&down, "/v1/brokers/down/topics".into()).await;
+    assert_eq!(refused.status(), 501);
+    spec.check("get", BROKER_TOPICS, refused).await;
 
     subscriptions(&spec, &server, state.path()).await;
     sse(&spec, &server).await;

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::common::openapi::{
-    patched, routes, Spec, BROKERS, ENDPOINT, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ,
-    SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS, SUBSCRIPTION_PAUSE, SUBSCRIPTION_RESUME,
+    patched, routes, Spec, BROKERS, BROKER_TOPICS, ENDPOINT, HEALTHZ, METRICS, PUBLISH,
+    PUBLISH_BATCH, READYZ, SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS, SUBSCRIPTION_PAUSE,
+    SUBSCRIPTION_RESUME,
 };
 use serde_json::{json, Value};
 
@@ -27,6 +28,7 @@ fn spec_routes_are_exactly_the_served_routes() {
             ("get", READYZ),
             ("get", METRICS),
             ("get", BROKERS),
+            ("get", BROKER_TOPICS),
             ("get", SUBSCRIPTIONS),
             ("get", SUBSCRIPTION),
             ("put", SUBSCRIPTION),

@@ -32,6 +32,7 @@ use super::{
     fail_all, Acks, Backend, BackendSettings, BrokerStatus, BuildError, Capabilities, Health,
     NoReplay, Outbound, Position, PublishError, PublishResult, TopicInfo,
 };
+use crate::config::topic::TopicPattern;
 use crate::config::AmqpConfig;
 use crate::event::{prefixed_name, Prefix};
 
@@ -48,7 +49,14 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         earliest: "AMQP has no replay: an exchange keeps no history, so ?from=earliest cannot \
                    be served; a stream sees events published after it connects",
     }),
+    no_wildcards: Some(NO_WILDCARDS),
+    no_wildcard_read: None,
 };
+
+/// Why a topic pattern cannot be consumed from AMQP.
+const NO_WILDCARDS: &str = "AMQP 0-9-1 does not support topic patterns: a sidebus topic is an \
+                            exchange, and a queue binds to exchanges by name, so `*` and `>` \
+                            cannot select several of them; subscribe to each topic";
 
 /// AMQP `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
@@ -377,6 +385,14 @@ async fn publish_all(
     results
 }
 
+/// Refuses a topic pattern, which names no exchange.
+fn refuse_pattern(topic: &str) -> Result<(), ConsumeError> {
+    match TopicPattern::parse(topic) {
+        Ok(pattern) if pattern.is_wildcard() => Err(ConsumeError::Invalid(NO_WILDCARDS.into())),
+        _ => Ok(()),
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for AmqpBackend {
     fn kind(&self) -> &'static str {
@@ -449,10 +465,12 @@ impl Backend for AmqpBackend {
     }
 
     async fn subscribe(&self, spec: GroupSpec) -> Result<Consumer, ConsumeError> {
+        refuse_pattern(&spec.topic)?;
         consume::subscribe(self.shared.clone(), spec).await
     }
 
     async fn read_from(&self, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {
+        refuse_pattern(topic)?;
         consume::read_from(self.shared.clone(), topic, from).await
     }
 

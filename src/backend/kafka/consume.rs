@@ -40,6 +40,7 @@ use super::metadata::{topic_state, TopicState};
 use crate::backend::consume::{
     ConsumeError, Consumer, Delivery, GroupSpec, Settle, Spot, StartFrom,
 };
+use crate::config::topic::TopicPattern;
 use crate::event::{self, Event, PARTITION_KEY};
 
 /// librdkafka's pre-fetch queue per consumer, in KiB: small, so a slow subscriber's backlog
@@ -134,7 +135,31 @@ pub(super) fn consumer_config(base: &ClientConfig) -> ClientConfig {
     config
 }
 
-/// Joins consumer group `spec.group` on `spec.topic`.
+/// The librdkafka regex subscription for `topic` when it is a wildcard pattern (a subscription
+/// starting with `^` is a regex to librdkafka), `None` for a topic name. Topics created later
+/// that match join at the consumer's next metadata refresh
+/// (`topic.metadata.refresh.interval.ms`, 300000 by default).
+pub(super) fn subscription(topic: &str) -> Result<Option<String>, ConsumeError> {
+    let pattern = TopicPattern::parse(topic).map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+    Ok(pattern.is_wildcard().then(|| regex(&pattern)))
+}
+
+/// `pattern` as an anchored regex: `*` is one token (`[^.]+`), `>` the rest (`.+`), a dot is a
+/// literal dot; the other characters of a token need no escaping.
+fn regex(pattern: &TopicPattern) -> String {
+    let tokens: Vec<&str> = pattern
+        .as_str()
+        .split('.')
+        .map(|token| match token {
+            "*" => "[^.]+",
+            ">" => ".+",
+            literal => literal,
+        })
+        .collect();
+    format!("^{}$", tokens.join("\\."))
+}
+
+/// Joins consumer group `spec.group` on `spec.topic` (a topic, or a pattern of topics).
 pub(super) async fn subscribe(
     base: &ClientConfig,
     spec: GroupSpec,
@@ -168,10 +193,16 @@ pub(super) async fn subscribe(
         KafkaConsumer::from_config_and_context(&config, context)
             .map_err(|e| ConsumeError::Invalid(format!("invalid Kafka consumer settings: {e}")))?,
     );
-    let checked = match partition_count(&consumer, &spec.topic).await {
-        Ok(_) => consumer
-            .subscribe(&[&spec.topic])
+    let checked = match subscription(&spec.topic) {
+        Ok(Some(regex)) => consumer
+            .subscribe(&[&regex])
             .map_err(|e| ConsumeError::Invalid(format!("subscribing to {}: {e}", spec.topic))),
+        Ok(None) => match partition_count(&consumer, &spec.topic).await {
+            Ok(_) => consumer
+                .subscribe(&[&spec.topic])
+                .map_err(|e| ConsumeError::Invalid(format!("subscribing to {}: {e}", spec.topic))),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = checked {
@@ -194,6 +225,7 @@ pub(super) fn lag_fn(lag: Arc<AtomicI64>) -> Arc<dyn Fn() -> Option<u64> + Send 
 
 /// An event received from librdkafka and not handed out yet.
 struct Received {
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     assignment: u64,
@@ -204,6 +236,7 @@ struct Received {
 struct KafkaSettle {
     group: Arc<Group>,
     consumer: Weak<KafkaConsumer>,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     assignment: u64,
@@ -217,8 +250,7 @@ impl KafkaSettle {
         self.done = true;
         let mut state = self.group.lock();
         let Some(part) = state
-            .partitions
-            .get_mut(&self.partition)
+            .part_mut(&self.topic, self.partition)
             .filter(|p| p.assignment == self.assignment)
         else {
             // The partition went to another member, which resumes from the last commit.
@@ -241,7 +273,7 @@ impl KafkaSettle {
             ));
         };
         // Stored under the lock, so a revocation cannot slip in between the check and the store.
-        let stored = store(&consumer, &self.group.topic, self.partition, position);
+        let stored = store(&consumer, &self.topic, self.partition, position);
         drop(state);
         if Arc::strong_count(&consumer) == 1 {
             close(consumer);
@@ -286,28 +318,23 @@ impl Drop for KafkaSettle {
 /// changed since last time.
 fn apply_requests(consumer: &KafkaConsumer, group: &Group) -> bool {
     let mut state = group.lock();
-    let mut seeks: Vec<(i32, i64, bool)> = Vec::new();
-    for (partition, part) in state.partitions.iter_mut() {
+    let mut seeks: Vec<(Arc<str>, i32, i64, bool)> = Vec::new();
+    for (topic, partition, part) in state.parts_mut() {
         let rewind = part.rewind.take();
         let recheck = part.recheck.take();
         if let Some(offset) = rewind.into_iter().chain(recheck).min() {
-            seeks.push((*partition, offset, rewind.is_some()));
+            seeks.push((topic.clone(), partition, offset, rewind.is_some()));
         }
     }
-    for (partition, offset, rewound) in seeks {
+    for (topic, partition, offset, rewound) in seeks {
         // A zero timeout makes the seek asynchronous; librdkafka drops what it fetched before.
-        let sought = consumer.seek(
-            &group.topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::ZERO,
-        );
+        let sought = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::ZERO);
         if let Err(e) = sought {
-            tracing::warn!(topic = %group.topic, partition, offset, error = %e, "kafka seek failed");
+            tracing::warn!(topic = %topic, partition, offset, error = %e, "kafka seek failed");
         }
         state.counter += 1;
         let epoch = state.counter;
-        if let Some(part) = state.partitions.get_mut(&partition) {
+        if let Some(part) = state.part_mut(&topic, partition) {
             if rewound {
                 part.epoch = epoch;
                 let floor = part.watermark.position().unwrap_or(offset);
@@ -328,19 +355,12 @@ fn receive(
     let partition = message.partition();
     let offset = message.offset();
     let mut state = group.lock();
-    if !state.partitions.contains_key(&partition) {
-        let part = state.fresh();
-        state.partitions.insert(partition, part);
-    }
-    let part = state
-        .partitions
-        .get_mut(&partition)
-        .expect("inserted above");
+    let (topic, part) = state.part_or_fresh(message.topic(), partition);
     part.progressed = std::time::Instant::now();
     match part.continuity.received(offset) {
         Verdict::Drop => return None,
         Verdict::Seek(from) => {
-            tracing::debug!(topic = %group.topic, partition, from, received = offset, "kafka fetch skipped offsets; fetching again");
+            tracing::debug!(topic = %topic, partition, from, received = offset, "kafka fetch skipped offsets; fetching again");
             part.recheck = Some(part.recheck.map_or(from, |r| r.min(from)));
             drop(state);
             group.wake.notify_one();
@@ -348,14 +368,15 @@ fn receive(
         }
         Verdict::Take { absent } => {
             if let Some((from, to)) = absent {
-                tracing::debug!(topic = %group.topic, partition, from, to, "kafka offsets absent");
+                tracing::debug!(topic = %topic, partition, from, to, "kafka offsets absent");
                 if let Some(position) = part.watermark.absent(from, to) {
-                    let _ = store(consumer, &group.topic, partition, position);
+                    let _ = store(consumer, &topic, partition, position);
                 }
             }
         }
     }
     Some(Received {
+        topic,
         partition,
         offset,
         assignment: part.assignment,
@@ -368,13 +389,12 @@ fn receive(
 fn hand_out(group: &Group, received: &Received) -> Option<bool> {
     let mut state = group.lock();
     let part = state
-        .partitions
-        .get_mut(&received.partition)
+        .part_mut(&received.topic, received.partition)
         .filter(|p| p.assignment == received.assignment && p.epoch == received.epoch)?;
     let again = part.watermark.hand_out(received.offset);
     if let Some(hole) = part.watermark.first_hole() {
         // Not reached while `receive` sees every skip; the hole holds the commit regardless.
-        tracing::warn!(topic = %group.topic, partition = received.partition, hole, "kafka offsets never handed out; fetching them again");
+        tracing::warn!(topic = %received.topic, partition = received.partition, hole, "kafka offsets never handed out; fetching them again");
         part.rewind = Some(part.rewind.map_or(hole, |r| r.min(hole)));
         drop(state);
         group.wake.notify_one();
@@ -403,7 +423,6 @@ async fn run_group(
     mut stopped: oneshot::Receiver<()>,
     mut held: watch::Receiver<bool>,
 ) {
-    let topic: Arc<str> = Arc::from(group.topic.as_str());
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let weak = Arc::downgrade(&consumer);
     let mut ready: VecDeque<Received> = VecDeque::new();
@@ -415,8 +434,7 @@ async fn run_group(
             let state = group.lock();
             ready.retain(|r| {
                 state
-                    .partitions
-                    .get(&r.partition)
+                    .part(&r.topic, r.partition)
                     .is_some_and(|p| p.assignment == r.assignment && p.epoch == r.epoch)
             });
         }
@@ -430,7 +448,7 @@ async fn run_group(
                 continue;
             };
             let delivery = Delivery {
-                topic: topic.clone(),
+                topic: received.topic.clone(),
                 event: received.event,
                 spot: Spot {
                     partition: received.partition,
@@ -440,6 +458,7 @@ async fn run_group(
                 settle: Box::new(KafkaSettle {
                     group: group.clone(),
                     consumer: weak.clone(),
+                    topic: received.topic,
                     partition: received.partition,
                     offset: received.offset,
                     assignment: received.assignment,
@@ -468,7 +487,7 @@ async fn run_group(
             message = consumer.recv() => match message {
                 Ok(message) => ready.extend(receive(&consumer, &group, &message)),
                 Err(error) => {
-                    tracing::warn!(topic = %topic, %error, "kafka consume error");
+                    tracing::warn!(topic = %group.topic, %error, "kafka consume error");
                     let _ = tx.try_send(Err(unavailable("kafka", error)));
                 }
             },
@@ -488,4 +507,21 @@ async fn run_group(
         }
         drop(consumer);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_anchored_regexes() {
+        let regex_of = |p: &str| subscription(p).unwrap();
+        assert_eq!(regex_of("orders"), None);
+        assert_eq!(regex_of("orders.*").as_deref(), Some("^orders\\.[^.]+$"));
+        assert_eq!(regex_of("orders.>").as_deref(), Some("^orders\\..+$"));
+        assert_eq!(
+            regex_of("a-b.*.c_d").as_deref(),
+            Some("^a-b\\.[^.]+\\.c_d$")
+        );
+    }
 }

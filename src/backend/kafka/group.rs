@@ -45,7 +45,8 @@ pub(super) struct Part {
 
 #[derive(Debug, Default)]
 pub(super) struct GroupState {
-    pub(super) partitions: HashMap<i32, Part>,
+    /// The assigned partitions, by topic (several when the group consumes a pattern).
+    pub(super) topics: HashMap<Arc<str>, HashMap<i32, Part>>,
     /// Source of assignment and epoch ids.
     pub(super) counter: u64,
     /// A rebalance happened since the pump last looked (it re-applies a pause).
@@ -55,6 +56,62 @@ pub(super) struct GroupState {
 }
 
 impl GroupState {
+    /// The state of `topic`'s `partition`, if it is assigned.
+    pub(super) fn part(&self, topic: &str, partition: i32) -> Option<&Part> {
+        self.topics.get(topic)?.get(&partition)
+    }
+
+    /// The state of `topic`'s `partition`, if it is assigned, for changing it.
+    pub(super) fn part_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Part> {
+        self.topics.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// The state of `topic`'s `partition`, assigned anew when it was not, and the topic's name
+    /// as the state keeps it (shared, not copied, by every event received from it).
+    pub(super) fn part_or_fresh(&mut self, topic: &str, partition: i32) -> (Arc<str>, &mut Part) {
+        if self.part(topic, partition).is_none() {
+            let part = self.fresh();
+            self.assign(topic, partition, part);
+        }
+        let name = self
+            .topics
+            .get_key_value(topic)
+            .map(|(name, _)| name.clone())
+            .expect("assigned above");
+        let part = self.part_mut(topic, partition).expect("assigned above");
+        (name, part)
+    }
+
+    /// Records a new assignment of `topic`'s `partition`.
+    pub(super) fn assign(&mut self, topic: &str, partition: i32, part: Part) {
+        match self.topics.get_mut(topic) {
+            Some(parts) => {
+                parts.insert(partition, part);
+            }
+            None => {
+                self.topics
+                    .insert(Arc::from(topic), HashMap::from([(partition, part)]));
+            }
+        }
+    }
+
+    /// Forgets `topic`'s `partition` (revoked).
+    pub(super) fn revoke(&mut self, topic: &str, partition: i32) {
+        if let Some(parts) = self.topics.get_mut(topic) {
+            parts.remove(&partition);
+            if parts.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
+    /// Every assigned partition with its topic.
+    pub(super) fn parts_mut(&mut self) -> impl Iterator<Item = (&Arc<str>, i32, &mut Part)> {
+        self.topics
+            .iter_mut()
+            .flat_map(|(topic, parts)| parts.iter_mut().map(move |(p, part)| (topic, *p, part)))
+    }
+
     /// A new assignment of a partition, with ids of its own.
     pub(super) fn fresh(&mut self) -> Part {
         self.counter += 1;
@@ -72,6 +129,7 @@ impl GroupState {
 
 /// What the group consumer's pump, its settles and its context share.
 pub(super) struct Group {
+    /// The topic or pattern consumed, for logs.
     pub(super) topic: String,
     pub(super) state: Mutex<GroupState>,
     /// Wakes the pump: a rewind was requested or the assignment changed.
@@ -86,6 +144,7 @@ impl Group {
 
 /// librdkafka callbacks: rebalances update the group's partition state, statistics the lag.
 pub(super) struct Context {
+    /// The topic or pattern consumed, for logs.
     pub(super) topic: String,
     pub(super) group: Option<Arc<Group>>,
     /// Events on the broker not received yet; -1 while unknown.
@@ -112,40 +171,39 @@ impl ClientContext for Context {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
         let mut lag = 0i64;
         let mut state = self.group.as_ref().map(|g| g.lock());
         let mut stalled = false;
-        for (id, p) in &topic.partitions {
-            if *id < 0 || !p.desired {
-                continue;
-            }
-            let end = if p.ls_offset >= 0 {
-                p.ls_offset
-            } else {
-                p.hi_offset
-            };
-            if let Some(state) = state.as_mut().filter(|s| !s.paused) {
-                if let Some(part) = state.partitions.get_mut(id) {
-                    if part.progressed.elapsed() >= STALLED && part.continuity.behind(end) {
-                        part.progressed = Instant::now();
-                        if let Some(from) = part.continuity.stalled() {
-                            tracing::debug!(topic = %self.topic, partition = id, from, end, "kafka fetch stalled below the end; fetching again");
-                            part.recheck = Some(part.recheck.map_or(from, |r| r.min(from)));
-                            stalled = true;
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                if *id < 0 || !p.desired {
+                    continue;
+                }
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                if let Some(state) = state.as_mut().filter(|s| !s.paused) {
+                    if let Some(part) = state.part_mut(name, *id) {
+                        if part.progressed.elapsed() >= STALLED && part.continuity.behind(end) {
+                            part.progressed = Instant::now();
+                            if let Some(from) = part.continuity.stalled() {
+                                tracing::debug!(topic = %name, partition = id, from, end, "kafka fetch stalled below the end; fetching again");
+                                part.recheck = Some(part.recheck.map_or(from, |r| r.min(from)));
+                                stalled = true;
+                            }
                         }
                     }
                 }
-            }
-            let position = if p.app_offset >= 0 {
-                p.app_offset
-            } else {
-                p.committed_offset
-            };
-            if end >= 0 && position >= 0 {
-                lag += (end - position).max(0);
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.committed_offset
+                };
+                if end >= 0 && position >= 0 {
+                    lag += (end - position).max(0);
+                }
             }
         }
         self.lag.store(lag, Ordering::Relaxed);
@@ -162,19 +220,19 @@ impl ConsumerContext for Context {
         let mut state = group.lock();
         match rebalance {
             Rebalance::Assign(tpl) => {
-                for element in tpl.elements_for_topic(&self.topic) {
+                for element in tpl.elements() {
                     let part = state.fresh();
-                    state.partitions.insert(element.partition(), part);
+                    state.assign(element.topic(), element.partition(), part);
                 }
             }
             Rebalance::Revoke(tpl) => {
-                for element in tpl.elements_for_topic(&self.topic) {
-                    state.partitions.remove(&element.partition());
+                for element in tpl.elements() {
+                    state.revoke(element.topic(), element.partition());
                 }
             }
             Rebalance::Error(error) => {
                 tracing::warn!(topic = %self.topic, %error, "kafka rebalance failed");
-                state.partitions.clear();
+                state.topics.clear();
             }
         }
     }
@@ -194,13 +252,10 @@ impl ConsumerContext for Context {
             _ => None,
         };
         let mut state = group.lock();
-        for element in committed
-            .iter()
-            .flat_map(|tpl| tpl.elements_for_topic(&self.topic))
-        {
+        for element in committed.iter().flat_map(|tpl| tpl.elements()) {
             if let (Offset::Offset(offset), Some(part)) = (
                 element.offset(),
-                state.partitions.get_mut(&element.partition()),
+                state.part_mut(element.topic(), element.partition()),
             ) {
                 part.continuity.expect(offset, 0);
             }

@@ -41,6 +41,12 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         layout: CursorLayout::Offsets,
     }),
     no_replay: None,
+    no_wildcards: None,
+    no_wildcard_read: Some(
+        "a Kafka stream cursor holds the offsets of one topic's partitions, so an SSE stream on \
+         a topic pattern cannot be resumed; stream a pattern with ?group= (the consumer group \
+         keeps the position), or stream each topic",
+    ),
 };
 
 /// How often the broker's reachability is probed with a metadata request.
@@ -340,11 +346,18 @@ impl Backend for KafkaBackend {
     }
 
     async fn subscribe(&self, spec: GroupSpec) -> Result<Consumer, ConsumeError> {
-        self.ensure_topic_names(&[&spec.topic]).await;
+        if consume::subscription(&spec.topic)?.is_none() {
+            self.ensure_topic_names(&[&spec.topic]).await;
+        }
         consume::subscribe(&self.consumer_base, spec).await
     }
 
     async fn read_from(&self, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {
+        if consume::subscription(topic)?.is_some() {
+            return Err(ConsumeError::Invalid(
+                CAPABILITIES.no_wildcard_read.unwrap_or_default().into(),
+            ));
+        }
         self.ensure_topic_names(&[topic]).await;
         read::read_from(&self.consumer_base, topic, from).await
     }
@@ -354,6 +367,11 @@ impl Backend for KafkaBackend {
     /// what they got meanwhile. So `Earliest` and `Latest` are resolved to the watermarks of
     /// every partition, and the read starts at exactly those offsets.
     async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        if consume::subscription(topic)?.is_some() {
+            return Err(ConsumeError::Invalid(
+                CAPABILITIES.no_wildcard_read.unwrap_or_default().into(),
+            ));
+        }
         let earliest = match &from {
             ReadFrom::Earliest => true,
             ReadFrom::Latest => false,

@@ -1,7 +1,9 @@
 //! Consumers of the memory broker: shared group cursors with in-flight tracking and
-//! redelivery, and positional readers.
+//! redelivery, and positional readers. A group on a topic pattern keeps a cursor per matching
+//! topic; a positional read of a pattern follows the broker-wide append sequence, so one number
+//! resumes it across topics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -11,23 +13,41 @@ use super::Log;
 use crate::backend::consume::{
     ConsumeError, Consumer, Delivery, GroupSpec, NoSettle, ReadFrom, Settle, Spot, StartFrom,
 };
+use crate::config::topic::TopicPattern;
 
 /// Events fetched from the log per step of a positional reader.
 const READ_CHUNK: usize = 256;
 
-/// A consumer group's shared position.
+/// A consumer group's shared position over the topics its pattern matches (one for a topic
+/// name; for a wildcard, every matching topic, including those written to after it started).
 #[derive(Debug)]
 pub(super) struct Group {
+    pattern: TopicPattern,
     state: Mutex<GroupState>,
     /// Woken when an event is settled, so members blocked on `max_in_flight` go on.
     settled: Notify,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct GroupState {
+    topics: BTreeMap<Arc<str>, TopicCursor>,
+    in_flight: BTreeSet<(Arc<str>, i64)>,
+}
+
+/// Where the group is in one topic.
+#[derive(Debug)]
+struct TopicCursor {
     next: i64,
-    in_flight: BTreeSet<i64>,
     redeliver: BTreeSet<i64>,
+}
+
+impl TopicCursor {
+    fn at(next: i64) -> Self {
+        Self {
+            next,
+            redeliver: BTreeSet::new(),
+        }
+    }
 }
 
 impl Group {
@@ -38,6 +58,7 @@ impl Group {
 
 struct GroupSettle {
     group: Arc<Group>,
+    topic: Arc<str>,
     offset: i64,
     done: bool,
 }
@@ -46,9 +67,11 @@ impl GroupSettle {
     fn finish(&mut self, redeliver: bool) {
         self.done = true;
         let mut state = self.group.lock();
-        state.in_flight.remove(&self.offset);
+        state.in_flight.remove(&(self.topic.clone(), self.offset));
         if redeliver {
-            state.redeliver.insert(self.offset);
+            if let Some(cursor) = state.topics.get_mut(&self.topic) {
+                cursor.redeliver.insert(self.offset);
+            }
         }
         drop(state);
         self.group.settled.notify_waiters();
@@ -75,21 +98,33 @@ impl Drop for GroupSettle {
     }
 }
 
-pub(super) fn subscribe(log: Arc<Log>, spec: GroupSpec) -> Consumer {
+pub(super) fn subscribe(log: Arc<Log>, spec: GroupSpec, pattern: TopicPattern) -> Consumer {
     let group = {
         let mut groups = log.groups.lock().unwrap_or_else(|e| e.into_inner());
         groups
             .entry((spec.topic.clone(), spec.group.clone()))
             .or_insert_with(|| {
-                let (start, end) = log.bounds(&spec.topic);
-                Arc::new(Group {
-                    state: Mutex::new(GroupState {
-                        next: match spec.start {
+                let store = log.store();
+                let mut names = store.matching(&pattern);
+                if !pattern.is_wildcard() && names.is_empty() {
+                    names.push(Arc::from(pattern.as_str()));
+                }
+                let topics = names
+                    .into_iter()
+                    .map(|name| {
+                        let (start, end) = store.bounds(&name);
+                        let next = match spec.start {
                             StartFrom::Earliest => start,
                             StartFrom::Latest => end,
-                        },
+                        };
+                        (name, TopicCursor::at(next))
+                    })
+                    .collect();
+                Arc::new(Group {
+                    pattern,
+                    state: Mutex::new(GroupState {
+                        topics,
                         in_flight: BTreeSet::new(),
-                        redeliver: BTreeSet::new(),
                     }),
                     settled: Notify::new(),
                 })
@@ -100,54 +135,84 @@ pub(super) fn subscribe(log: Arc<Log>, spec: GroupSpec) -> Consumer {
     let (stop, stopped) = oneshot::channel();
     let lag_log = log.clone();
     let lag_group = group.clone();
-    let lag_topic = spec.topic.clone();
-    tokio::spawn(run_member(log, group, spec, tx, stopped));
+    tokio::spawn(run_member(log, group, spec.max_in_flight, tx, stopped));
     let mut consumer = Consumer::new(rx, stop);
     consumer.lag = Arc::new(move || {
         // Events retention dropped are no longer there to be consumed.
-        let (start, end) = lag_log.bounds(&lag_topic);
+        let store = lag_log.store();
         let state = lag_group.lock();
-        let waiting = state.redeliver.range(start..).count() as u64;
-        Some((end - state.next.max(start)).max(0) as u64 + waiting)
+        let lag = state.topics.iter().map(|(name, cursor)| {
+            let (start, end) = store.bounds(name);
+            let waiting = cursor.redeliver.range(start..).count() as u64;
+            (end - cursor.next.max(start)).max(0) as u64 + waiting
+        });
+        Some(lag.sum())
     });
     consumer
+}
+
+/// The next event a member hands out: one given back first, else the one appended earliest
+/// among the group's topics; `None` when there is none or `max_in_flight` are out.
+fn pick(log: &Log, group: &Group, max_in_flight: usize) -> Option<(Arc<str>, i64, bool)> {
+    let store = log.store();
+    let mut state = group.lock();
+    if state.in_flight.len() >= max_in_flight {
+        return None;
+    }
+    if group.pattern.is_wildcard() {
+        for name in store.matching(&group.pattern) {
+            let start = store.bounds(&name).0;
+            // Written to after the group started: everything it holds is new to the group.
+            state
+                .topics
+                .entry(name)
+                .or_insert_with(|| TopicCursor::at(start));
+        }
+    }
+    let mut earliest: Option<(u64, Arc<str>)> = None;
+    let mut again: Option<(Arc<str>, i64)> = None;
+    for (name, cursor) in state.topics.iter_mut() {
+        let (start, end) = store.bounds(name);
+        cursor.next = cursor.next.max(start);
+        if again.is_none() {
+            if let Some(offset) = cursor.redeliver.pop_first() {
+                again = Some((name.clone(), offset));
+            }
+        }
+        if cursor.next < end {
+            let seq = store.seq_at(name, cursor.next).unwrap_or(u64::MAX);
+            if earliest.as_ref().is_none_or(|(best, _)| seq < *best) {
+                earliest = Some((seq, name.clone()));
+            }
+        }
+    }
+    let (topic, offset, redelivered) = match (again, earliest) {
+        (Some((topic, offset)), _) => (topic, offset, true),
+        (None, Some((_, topic))) => {
+            let cursor = state.topics.get_mut(&topic).expect("picked from the map");
+            cursor.next += 1;
+            (topic, cursor.next - 1, false)
+        }
+        (None, None) => return None,
+    };
+    state.in_flight.insert((topic.clone(), offset));
+    Some((topic, offset, redelivered))
 }
 
 async fn run_member(
     log: Arc<Log>,
     group: Arc<Group>,
-    spec: GroupSpec,
+    max_in_flight: usize,
     tx: mpsc::Sender<Result<Delivery, ConsumeError>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let topic: Arc<str> = Arc::from(spec.topic.as_str());
     loop {
         let appended = log.appended.notified();
         let settled = group.settled.notified();
         tokio::pin!(appended, settled);
         appended.as_mut().enable();
         settled.as_mut().enable();
-        let pick = {
-            let (start, end) = log.bounds(&spec.topic);
-            let mut state = group.lock();
-            if state.next < start {
-                state.next = start;
-            }
-            if state.in_flight.len() >= spec.max_in_flight {
-                None
-            } else if let Some(offset) = state.redeliver.pop_first() {
-                state.in_flight.insert(offset);
-                Some((offset, true))
-            } else if state.next < end {
-                let offset = state.next;
-                state.next += 1;
-                state.in_flight.insert(offset);
-                Some((offset, false))
-            } else {
-                None
-            }
-        };
-        let Some((offset, redelivered)) = pick else {
+        let Some((topic, offset, redelivered)) = pick(&log, &group, max_in_flight) else {
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = appended => continue,
@@ -156,11 +221,12 @@ async fn run_member(
         };
         let settle = Box::new(GroupSettle {
             group: group.clone(),
+            topic: topic.clone(),
             offset,
             done: false,
         });
         let Some(stored) = log
-            .read(&spec.topic, offset, 1)
+            .read(&topic, offset, 1)
             .into_iter()
             .find(|s| s.offset == offset)
         else {
@@ -169,7 +235,7 @@ async fn run_member(
             continue;
         };
         let delivery = Delivery {
-            topic: topic.clone(),
+            topic,
             event: stored.event,
             spot: Spot {
                 partition: 0,
@@ -183,6 +249,45 @@ async fn run_member(
             sent = tx.send(Ok(delivery)) => if sent.is_err() { return },
         }
     }
+}
+
+/// Reads the topics `pattern` matches from broker-wide sequence `next` on, in append order:
+/// each delivery's spot is its sequence, which is what a wildcard stream's cursor holds.
+pub(super) fn read_pattern(log: Arc<Log>, pattern: TopicPattern, mut next: u64) -> Consumer {
+    let (tx, rx) = mpsc::channel(READ_CHUNK);
+    let (stop, mut stopped) = oneshot::channel();
+    tokio::spawn(async move {
+        loop {
+            let appended = log.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let chunk = log.store().read_since(&pattern, next, READ_CHUNK);
+            if chunk.is_empty() {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = appended => continue,
+                }
+            }
+            for (topic, seq, stored) in chunk {
+                next = seq + 1;
+                let delivery = Delivery {
+                    topic,
+                    event: stored.event,
+                    spot: Spot {
+                        partition: 0,
+                        offset: i64::try_from(seq).unwrap_or(i64::MAX),
+                    },
+                    redelivered: false,
+                    settle: Box::new(NoSettle),
+                };
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    sent = tx.send(Ok(delivery)) => if sent.is_err() { return },
+                }
+            }
+        }
+    });
+    Consumer::new(rx, stop)
 }
 
 pub(super) fn read(log: Arc<Log>, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {

@@ -15,6 +15,7 @@ use super::{
     Acks, Backend, BrokerStatus, Capabilities, CursorKind, CursorLayout, Outbound, Position,
     TopicInfo,
 };
+use crate::config::topic::TopicPattern;
 use crate::config::MemoryConfig;
 use crate::event::Event;
 pub use store::Bounds;
@@ -31,6 +32,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         layout: CursorLayout::Sequence,
     }),
     no_replay: None,
+    no_wildcards: None,
+    no_wildcard_read: None,
 };
 
 /// An event as stored, with its offset in the topic.
@@ -138,6 +141,11 @@ impl Log {
     }
 }
 
+/// `topic` as a pattern; a malformed one is refused.
+fn pattern(topic: &str) -> Result<TopicPattern, ConsumeError> {
+    TopicPattern::parse(topic).map_err(|e| ConsumeError::Invalid(e.to_string()))
+}
+
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
@@ -149,14 +157,36 @@ impl Backend for MemoryBackend {
     }
 
     async fn subscribe(&self, spec: GroupSpec) -> Result<Consumer, ConsumeError> {
-        Ok(consume::subscribe(self.log.clone(), spec))
+        let pattern = pattern(&spec.topic)?;
+        Ok(consume::subscribe(self.log.clone(), spec, pattern))
     }
 
     async fn read_from(&self, topic: &str, from: ReadFrom) -> Result<Consumer, ConsumeError> {
-        consume::read(self.log.clone(), topic, from)
+        Ok(self.read_resolved(topic, from).await?.consumer)
     }
 
+    /// A topic name reads by the topic's offsets; a wildcard by the broker-wide append
+    /// sequence, so its cursor is one number across every matching topic.
     async fn read_resolved(&self, topic: &str, from: ReadFrom) -> Result<Reading, ConsumeError> {
+        let pattern = pattern(topic)?;
+        if pattern.is_wildcard() {
+            let next = match from {
+                ReadFrom::Earliest => 0,
+                ReadFrom::Latest => self.log.store().next_seq(),
+                ReadFrom::Sequence(next) => next,
+                ReadFrom::Offsets(_) => {
+                    return Err(ConsumeError::Invalid(
+                        "a memory-broker pattern cursor is one sequence, not partition offsets"
+                            .into(),
+                    ))
+                }
+            };
+            return Ok(Reading {
+                consumer: consume::read_pattern(self.log.clone(), pattern, next),
+                start: Some(ReadPosition::Sequence(next)),
+                exact: true,
+            });
+        }
         let next = match from {
             // Reads clamp to the oldest retained offset.
             ReadFrom::Earliest => 0,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::StoredEvent;
+use crate::config::topic::TopicPattern;
 use crate::event::Event;
 
 /// How much the memory broker keeps; an event weighs [`Event::weight`].
@@ -149,6 +150,58 @@ impl Store {
     /// Weight of every event kept, over all topics.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The broker-wide sequence the next event appended to any topic will get.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The broker-wide sequence of the event of `topic` at `offset`, if it is kept.
+    pub(super) fn seq_at(&self, topic: &str, offset: i64) -> Option<u64> {
+        let log = self.topics.get(topic)?;
+        let index = usize::try_from(offset - log.start).ok()?;
+        log.slots.get(index).map(|slot| slot.seq)
+    }
+
+    /// The topics written to whose names `pattern` matches.
+    pub(super) fn matching(&self, pattern: &TopicPattern) -> Vec<Arc<str>> {
+        self.topics
+            .keys()
+            .filter(|name| pattern.matches(name))
+            .cloned()
+            .collect()
+    }
+
+    /// Up to `max` events of the topics `pattern` matches whose broker-wide sequence is `from`
+    /// or later, in the order they were appended, each with its topic and sequence.
+    pub(super) fn read_since(
+        &self,
+        pattern: &TopicPattern,
+        from: u64,
+        max: usize,
+    ) -> Vec<(Arc<str>, u64, StoredEvent)> {
+        let mut found: Vec<(Arc<str>, u64, StoredEvent)> = Vec::new();
+        for (name, log) in self.topics.iter().filter(|(n, _)| pattern.matches(n)) {
+            let first = log.slots.partition_point(|slot| slot.seq < from);
+            found.extend(
+                log.slots
+                    .iter()
+                    .skip(first)
+                    .take(max)
+                    .enumerate()
+                    .map(|(i, slot)| {
+                        let event = StoredEvent {
+                            offset: log.start + (first + i) as i64,
+                            event: slot.event.clone(),
+                        };
+                        (name.clone(), slot.seq, event)
+                    }),
+            );
+        }
+        found.sort_by_key(|(_, seq, _)| *seq);
+        found.truncate(max);
+        found
     }
 }
 

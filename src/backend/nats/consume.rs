@@ -18,6 +18,7 @@ use super::NatsBackend;
 use crate::backend::consume::{
     ConsumeError, Consumer, Delivery, GroupSpec, NoSettle, ReadFrom, Settle, Spot, StartFrom,
 };
+use crate::config::topic::TopicPattern;
 use crate::event::{self, Event};
 
 /// How long JetStream waits for an ack before redelivering; sidebus extends it with progress
@@ -185,6 +186,11 @@ impl Drop for NatsSettle {
 
 impl NatsBackend {
     async fn stream_for(&self, topic: &str) -> Result<jetstream::stream::Stream, ConsumeError> {
+        let pattern =
+            TopicPattern::parse(topic).map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+        if pattern.is_wildcard() {
+            return self.stream_for_pattern(&pattern).await;
+        }
         self.ensure_stream(topic)
             .await
             .map_err(|e| ConsumeError::Unavailable(e.to_string()))?;
@@ -277,7 +283,7 @@ impl NatsBackend {
                     Ok(message) => {
                         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
                         Ok(Delivery {
-                            topic: topic.clone(),
+                            topic: subject_of(&message, &topic),
                             event: to_event(&message),
                             spot: Spot {
                                 partition: 0,
@@ -298,6 +304,15 @@ impl NatsBackend {
     }
 }
 
+/// The concrete subject of `message`: `consumed` itself unless that is a wildcard.
+fn subject_of(message: &async_nats::Message, consumed: &Arc<str>) -> Arc<str> {
+    if message.subject.as_str() == &**consumed {
+        consumed.clone()
+    } else {
+        Arc::from(message.subject.as_str())
+    }
+}
+
 /// Turns a pulled message into a delivery held in progress until it is settled; `None` for a
 /// message without a reply subject (nothing to acknowledge it through).
 fn delivery(
@@ -315,7 +330,7 @@ fn delivery(
     };
     let reply = message.message.reply.clone()?;
     Some(Delivery {
-        topic: topic.clone(),
+        topic: subject_of(message, topic),
         event: to_event(message),
         spot: Spot {
             partition: 0,

@@ -2,6 +2,7 @@
 //! publish acks are pipelined (all of a batch are sent before any is awaited).
 
 mod consume;
+mod pattern;
 mod topics;
 
 use std::borrow::Cow;
@@ -11,9 +12,13 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::header::IntoHeaderName;
-use async_nats::jetstream::context::{ContextBuilder, GetStreamByNameErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{
+    ContextBuilder, CreateStreamError, CreateStreamErrorKind, GetStreamByNameErrorKind,
+    PublishErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::ErrorCode;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use super::consume::{ConsumeError, Consumer, GroupSpec, ReadFrom, ReadPosition, Reading};
@@ -36,6 +41,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         layout: CursorLayout::Sequence,
     }),
     no_replay: None,
+    no_wildcards: None,
+    no_wildcard_read: None,
 };
 
 /// A NATS JetStream broker.
@@ -50,9 +57,14 @@ pub struct NatsBackend {
     health: Arc<Health>,
 }
 
-/// The stream sidebus creates for `topic`: `SIDEBUS_` + the topic with `.` and `-` as `_`.
+/// The stream sidebus creates for `topic`: `SIDEBUS_` + the topic with `.` and `-` as `_`; in a
+/// pattern, `*` becomes `STAR` and `>` becomes `ALL` (`orders.*` -> `SIDEBUS_orders_STAR`).
 pub fn stream_name(topic: &str) -> String {
-    format!("SIDEBUS_{}", topic.replace(['.', '-'], "_"))
+    let name = topic
+        .replace(['.', '-'], "_")
+        .replace('*', "STAR")
+        .replace('>', "ALL");
+    format!("SIDEBUS_{name}")
 }
 
 impl NatsBackend {
@@ -161,6 +173,11 @@ impl NatsBackend {
         }
         match self.jetstream.stream_by_subject(subject).await {
             Ok(_) => {}
+            // The server's lookup by subject misses a stream over a wildcard that covers it
+            // (`orders.*`, created for a wildcard subscription).
+            Err(e)
+                if e.kind() == GetStreamByNameErrorKind::NotFound
+                    && self.covering_stream(subject).await.is_some() => {}
             Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound && self.create_streams => {
                 let config = StreamConfig {
                     name: stream_name(subject),
@@ -170,12 +187,17 @@ impl NatsBackend {
                     compression: self.compression.clone(),
                     ..StreamConfig::default()
                 };
-                self.jetstream
-                    .get_or_create_stream(config)
-                    .await
-                    .map_err(|e| {
-                        PublishError::Rejected(format!("creating stream for {subject}: {e}"))
-                    })?;
+                match self.jetstream.get_or_create_stream(config).await {
+                    Ok(_) => {}
+                    // A stream captures the subject after all: one over a wildcard, created or
+                    // first listed since the lookups above.
+                    Err(e) if subject_overlap(&e) => {}
+                    Err(e) => {
+                        return Err(PublishError::Rejected(format!(
+                            "creating stream for {subject}: {e}"
+                        )))
+                    }
+                }
             }
             Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => {
                 return Err(PublishError::Rejected(format!(
@@ -195,6 +217,15 @@ impl NatsBackend {
     fn known(&self, subject: &str) -> bool {
         lock(&self.known_subjects).contains(subject)
     }
+}
+
+/// Whether creating a stream failed because another stream's subjects overlap its own: for one
+/// subject, that stream captures it.
+fn subject_overlap(error: &CreateStreamError) -> bool {
+    matches!(
+        error.kind(),
+        CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -367,5 +398,7 @@ mod tests {
     #[test]
     fn stream_names_follow_the_design() {
         assert_eq!(stream_name("orders.v1-eu"), "SIDEBUS_orders_v1_eu");
+        assert_eq!(stream_name("orders.*.eu"), "SIDEBUS_orders_STAR_eu");
+        assert_eq!(stream_name("orders.>"), "SIDEBUS_orders_ALL");
     }
 }

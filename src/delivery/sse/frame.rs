@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::backend::consume::Settle;
-use crate::event::{self, Event};
+use crate::event::{self, Event, TOPIC_ATTRIBUTE};
 
 /// One rendered SSE event and the acknowledgement it carries.
 pub(super) struct Frame {
@@ -17,7 +17,14 @@ pub(super) struct Frame {
 /// One SSE event: `id:` (when there is a cursor), `event:` (when typed), then the structured
 /// CloudEvent JSON as `data:` lines (JSON data may span lines; SSE joins them with `\n`).
 pub fn render(event: &Event, id: Option<&str>, typed: bool) -> Bytes {
-    let json = event::to_json(event);
+    render_from(None, event, id, typed)
+}
+
+/// Like [`render`], with the concrete topic the event came from in the JSON as the extension
+/// attribute `sidebustopic`.
+pub fn render_from(topic: Option<&str>, event: &Event, id: Option<&str>, typed: bool) -> Bytes {
+    let extra: Vec<(&str, &str)> = topic.map(|t| (TOPIC_ATTRIBUTE, t)).into_iter().collect();
+    let json = event::to_json_with(event, &extra);
     let json = json.as_str();
     let mut out = String::with_capacity(json.len() + 128);
     if let Some(id) = id {
@@ -123,5 +130,13 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&data_of(std::str::from_utf8(&block).unwrap())).unwrap();
         assert_eq!(json["data_base64"], "/wAB");
+    }
+
+    #[test]
+    fn the_concrete_topic_is_an_extension_attribute() {
+        let block = render_from(Some("orders.eu"), &event("x", "text/plain"), None, false);
+        let json: serde_json::Value =
+            serde_json::from_str(&data_of(std::str::from_utf8(&block).unwrap())).unwrap();
+        assert_eq!(json["sidebustopic"], "orders.eu");
     }
 }

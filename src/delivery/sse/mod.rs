@@ -36,7 +36,7 @@ use pump::Pump;
 
 pub use body::SseStream;
 pub use cursor::{Cursor, CursorError};
-pub use frame::render;
+pub use frame::{render, render_from};
 pub use start::{Start, StreamRequest};
 
 /// The SSE `event:` name of the final event of a stream that sidebus ends.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use super::cursor::Cursor;
-use super::frame::{render, Frame};
+use super::frame::{render_from, Frame};
 use super::{settle, DISCONNECT_EVENT};
 use crate::backend::consume::{ConsumeError, Consumer, Delivery};
 
@@ -86,6 +86,7 @@ impl Pump {
                 },
             };
             let Delivery {
+                topic,
                 event,
                 spot,
                 settle: ack,
@@ -108,7 +109,8 @@ impl Pump {
                 true => self.schemas.decode(&event).await,
                 false => None,
             };
-            let bytes = render(
+            let bytes = render_from(
+                Some(&topic),
                 decoded.as_ref().unwrap_or(&event),
                 id.as_deref(),
                 self.typed,

@@ -3,6 +3,7 @@
 use super::cursor::Cursor;
 use crate::backend::consume::StartFrom;
 use crate::backend::Capabilities;
+use crate::config::topic::TopicPattern;
 
 /// Where a stream starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,15 @@ impl StreamRequest {
         if let Some(no_replay) = capabilities.no_replay {
             if group.is_none() && from == StartFrom::Earliest {
                 return Err(no_replay.earliest.into());
+            }
+        }
+        let pattern = TopicPattern::parse(topic).map_err(|e| e.to_string())?;
+        if pattern.is_wildcard() {
+            if let Some(reason) = capabilities.no_wildcards {
+                return Err(format!("`{topic}` is a topic pattern: {reason}"));
+            }
+            if let (Some(reason), None) = (capabilities.no_wildcard_read, &group) {
+                return Err(format!("`{topic}` is a topic pattern: {reason}"));
             }
         }
         Ok(Self {
@@ -178,5 +188,36 @@ mod tests {
         )
         .unwrap_err()
         .contains("group"));
+    }
+
+    #[test]
+    fn patterns_follow_the_broker() {
+        let request = |broker, group: Option<&str>| {
+            StreamRequest::new(
+                broker,
+                "orders.*",
+                None,
+                StartFrom::Latest,
+                None,
+                group.map(String::from),
+                false,
+            )
+        };
+        for (kind, capabilities) in backend::kinds() {
+            let broker = (*kind, *capabilities);
+            let alone = request(broker, None);
+            let grouped = request(broker, Some("g"));
+            match (capabilities.no_wildcards, capabilities.no_wildcard_read) {
+                (Some(reason), _) => {
+                    assert!(alone.unwrap_err().contains(reason), "{kind}");
+                    assert!(grouped.unwrap_err().contains(reason), "{kind}");
+                }
+                (None, Some(reason)) => {
+                    assert!(alone.unwrap_err().contains(reason), "{kind}");
+                    assert!(grouped.is_ok(), "{kind}: a group keeps the position");
+                }
+                (None, None) => assert!(alone.is_ok() && grouped.is_ok(), "{kind}"),
+            }
+        }
     }
 }

@@ -77,12 +77,17 @@ impl Worker {
     }
 
     /// The ordering lane of `delivery`: events of one lane are delivered one at a time, in
-    /// order; `None` for an event that is ordered with nothing.
+    /// order; `None` for an event that is ordered with nothing. Order holds per concrete topic
+    /// (a wildcard subscription's topics each have their own keys and partitions).
     pub fn lane(&self, delivery: &Delivery) -> Option<String> {
+        let topic = &delivery.topic;
         match self.spec.ordering {
             Ordering::None => None,
-            Ordering::Key => delivery.event.partition_key().map(|k| format!("k:{k}")),
-            Ordering::Partition => Some(format!("p:{}", delivery.spot.partition)),
+            Ordering::Key => delivery
+                .event
+                .partition_key()
+                .map(|k| format!("k:{topic}:{k}")),
+            Ordering::Partition => Some(format!("p:{topic}:{}", delivery.spot.partition)),
         }
     }
 
@@ -170,18 +175,21 @@ impl Worker {
             return Ended::Returned;
         }
         let started = Instant::now();
-        let mut events: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
         let mut decoded = Vec::new();
         if self.spec.decode && self.schemas.decodes_anything() {
-            for event in &events {
+            let originals: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
+            for event in originals {
                 decoded.push(self.schemas.decode(event).await);
             }
         }
-        for (event, decoded) in events.iter_mut().zip(&decoded) {
-            if let Some(decoded) = decoded {
-                *event = decoded;
-            }
-        }
+        let events: Vec<(&str, &Event)> = deliveries
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let event = decoded.get(i).and_then(Option::as_ref).unwrap_or(&d.event);
+                (&*d.topic, event)
+            })
+            .collect();
         let retry = &self.spec.retry;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(retry.initial_backoff)

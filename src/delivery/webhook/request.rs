@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::config::subscription::ContentMode;
-use crate::event::{self, prefixed_name, Event, Prefix};
+use crate::event::{self, prefixed_name, Event, Prefix, TOPIC_ATTRIBUTE};
 
 /// Characters percent-encoded in `ce-*` header values (CloudEvents HTTP binding §3.1.3.2):
 /// controls, space, `"`, `%` and everything outside printable ASCII.
@@ -76,10 +76,20 @@ fn attribute_header(attribute: &str) -> Option<HeaderName> {
     }
 }
 
-/// Builds the request for `events` (one, except in batch mode).
-pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
-    let first = events[0];
+/// The header naming the concrete topic of the delivered events, wildcard subscription or not.
+pub const TOPIC_HEADER: &str = "sidebus-topic";
+
+/// Builds the request for `events` (one, except in batch mode), each with the concrete topic it
+/// was consumed from: in the `sidebus-topic` header when they share one, and as the extension
+/// attribute `sidebustopic` of each event in structured and batch bodies.
+pub fn build(events: &[(&str, &Event)], mode: ContentMode) -> WebhookRequest {
+    let (topic, first) = events[0];
     let mut headers = HeaderMap::new();
+    if events.iter().all(|(t, _)| *t == topic) {
+        if let Ok(value) = HeaderValue::from_str(topic) {
+            headers.insert(TOPIC_HEADER, value);
+        }
+    }
     let (body, id) = match mode {
         ContentMode::Binary => {
             for (name, value) in first.header_attributes() {
@@ -103,21 +113,22 @@ pub fn build(events: &[&Event], mode: ContentMode) -> WebhookRequest {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/cloudevents+json"),
             );
-            (Bytes::from(event::to_json(first)), first.id.clone())
+            let json = event::to_json_with(first, &[(TOPIC_ATTRIBUTE, topic)]);
+            (Bytes::from(json), first.id.clone())
         }
         ContentMode::Batch => {
             headers.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/cloudevents-batch+json"),
             );
-            let data: usize = events.iter().map(|e| e.data.len()).sum();
+            let data: usize = events.iter().map(|(_, e)| e.data.len()).sum();
             let mut body = Vec::with_capacity(data + events.len() * event::JSON_ROOM);
             body.push(b'[');
-            for (i, e) in events.iter().enumerate() {
+            for (i, (t, e)) in events.iter().enumerate() {
                 if i > 0 {
                     body.push(b',');
                 }
-                event::write_json(e, &mut body);
+                event::write_json_with(e, &[(TOPIC_ATTRIBUTE, t)], &mut body);
             }
             body.push(b']');
             (Bytes::from(body), format!("batch_{}", first.id))
@@ -183,7 +194,7 @@ mod tests {
 
     #[test]
     fn binary_mode_headers_are_percent_encoded() {
-        let r = build(&[&event(b"hi")], ContentMode::Binary);
+        let r = build(&[("t", &event(b"hi"))], ContentMode::Binary);
         assert_eq!(&r.body[..], b"hi");
         assert_eq!(r.headers["ce-subject"], "caf%C3%A9%20%22x%22");
         assert_eq!(r.headers["content-type"], "text/plain");
@@ -193,11 +204,33 @@ mod tests {
 
     #[test]
     fn batch_is_an_array() {
-        let r = build(&[&event(b"a"), &event(b"b")], ContentMode::Batch);
+        let r = build(
+            &[("t", &event(b"a")), ("t", &event(b"b"))],
+            ContentMode::Batch,
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[1]["data"], "b");
         assert_eq!(r.id, "batch_evt-1");
+    }
+
+    #[test]
+    fn every_request_names_the_concrete_topic() {
+        let (a, b) = (event(b"a"), event(b"b"));
+        let r = build(&[("orders.eu", &a)], ContentMode::Binary);
+        assert_eq!(r.headers[TOPIC_HEADER], "orders.eu");
+        let r = build(&[("orders.eu", &a)], ContentMode::Structured);
+        assert_eq!(r.headers[TOPIC_HEADER], "orders.eu");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["sidebustopic"], "orders.eu");
+        let r = build(&[("orders.eu", &a), ("orders.us", &b)], ContentMode::Batch);
+        assert!(
+            !r.headers.contains_key(TOPIC_HEADER),
+            "no one topic to name"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v[0]["sidebustopic"], "orders.eu");
+        assert_eq!(v[1]["sidebustopic"], "orders.us");
     }
 
     #[test]
