@@ -11,6 +11,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pipeline;
+pub mod policy;
 pub mod telemetry;
 
 use std::future::Future;

@@ -1,0 +1,10 @@
+//! Pure decisions over events and configuration: no I/O, no clocks, no broker. A floor above
+//! `event` and `config` that `delivery` and `api` consult.
+//!
+//! - [`cesql`]: CloudEvents SQL (CESQL) v1.0 expressions, parsed once and evaluated per event.
+//! - [`filter`]: the CloudEvents Subscriptions API filter dialects (`exact`, `prefix`,
+//!   `suffix`, `all`, `any`, `not`, `sql`) as a serde type for subscriptions.
+
+mod attribute;
+pub mod cesql;
+pub mod filter;
