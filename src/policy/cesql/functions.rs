@@ -106,9 +106,17 @@ fn char_offset(text: &str, n: usize) -> usize {
 
 /// `LEFT(x, n)` and `RIGHT(x, n)`: the first or last `n` characters, `x` itself with an error
 /// for a negative `n`.
-fn left_right<'a>(cx: &mut Call<'a>, function: Function, text: Cow<'a, str>, n: i32) -> Cow<'a, str> {
+fn left_right<'a>(
+    cx: &mut Call<'a>,
+    function: Function,
+    text: Cow<'a, str>,
+    n: i32,
+) -> Cow<'a, str> {
     let Ok(n) = usize::try_from(n) else {
-        cx.raise(Fault::Function(function.name(), "the length must not be negative"));
+        cx.raise(Fault::Function(
+            function.name(),
+            "the length must not be negative",
+        ));
         return text;
     };
     let total = text.chars().count();
@@ -132,11 +140,17 @@ fn substring<'a>(cx: &mut Call<'a>, text: &str, pos: i32, len: Option<i32>) -> S
     let total = i64::try_from(text.chars().count()).unwrap_or(i64::MAX);
     let pos = i64::from(pos);
     if pos > total || pos < -total {
-        cx.raise(Fault::Function("SUBSTRING", "the position is outside the string"));
+        cx.raise(Fault::Function(
+            "SUBSTRING",
+            "the position is outside the string",
+        ));
         return String::new();
     }
     if len.is_some_and(|len| len < 0) {
-        cx.raise(Fault::Function("SUBSTRING", "the length must not be negative"));
+        cx.raise(Fault::Function(
+            "SUBSTRING",
+            "the length must not be negative",
+        ));
         return String::new();
     }
     if pos == 0 {

@@ -29,7 +29,8 @@ impl Segment {
             grown.push(c);
             *text = grown.into_boxed_str();
         } else {
-            self.pieces.push(Piece::Text(c.to_string().into_boxed_str()));
+            self.pieces
+                .push(Piece::Text(c.to_string().into_boxed_str()));
         }
     }
 

@@ -24,8 +24,9 @@
 //!   `false`, as the TCK expects; the explicit `BOOL(10)` is `true`.
 //! - Attribute names are case-insensitive like keywords (`EXISTS SOURCE`, as in the TCK).
 //! - In a string literal, `\'` (single-quoted) or `\"` (double-quoted) and a doubled quote
-//!   stand for the quote; every other backslash is kept, so `LIKE` sees `\%` and `\_`. In a
-//!   `LIKE` pattern only `%` and `_` can be escaped; another backslash is literal.
+//!   stand for the quote and `\\` for one backslash; every other backslash is kept, so `LIKE`
+//!   sees `\%` and `\_`. In a `LIKE` pattern only `%` and `_` can be escaped; another
+//!   backslash is literal.
 //! - `IS_INT(x)` and `IS_BOOL(x)` (from the CESQL drafts) say whether the string form of `x`
 //!   casts to an integer or a boolean without error.
 //!

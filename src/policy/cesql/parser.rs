@@ -16,9 +16,13 @@ use super::like::Pattern;
 use super::ParseError;
 use crate::policy::attribute::Attribute;
 
-/// The deepest nesting (parentheses, operands of operators) an expression may have, so
-/// parsing, evaluating and dropping a tree stay well within a thread's stack.
-pub(crate) const MAX_DEPTH: usize = 200;
+/// The deepest nesting of parentheses, prefix operators, function arguments and right-hand
+/// operands an expression may have, so parsing stays well within a thread's stack.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// The deepest tree an expression may parse to (a chain of `AND`s is one level per clause), so
+/// evaluating and dropping it stays well within a thread's stack.
+pub(crate) const MAX_DEPTH: usize = 256;
 
 const PREFIX: u8 = 13;
 
@@ -32,26 +36,28 @@ pub(crate) fn parse(text: &str) -> Result<Node, ParseError> {
         ws(i)?;
         Ok(node)
     };
-    whole.parse(text).map_err(|e: winnow::error::ParseError<_, ContextError>| {
-        let offset = e.offset();
-        let expected: Vec<String> = e
-            .inner()
-            .context()
-            .filter_map(|c| match c {
-                StrContext::Expected(value) => Some(value.to_string()),
-                _ => None,
-            })
-            .collect();
-        let expected = if expected.is_empty() {
-            "an operator or the end of the expression".to_owned()
-        } else {
-            expected.join(" or ")
-        };
-        ParseError {
-            position: text[..offset].chars().count() + 1,
-            message: format!("expected {expected}, found {}", found(&text[offset..])),
-        }
-    })
+    whole
+        .parse(text)
+        .map_err(|e: winnow::error::ParseError<_, ContextError>| {
+            let offset = e.offset();
+            let expected: Vec<String> = e
+                .inner()
+                .context()
+                .filter_map(|c| match c {
+                    StrContext::Expected(value) => Some(value.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let expected = if expected.is_empty() {
+                "an operator or the end of the expression".to_owned()
+            } else {
+                expected.join(" or ")
+            };
+            ParseError {
+                position: text[..offset].chars().count() + 1,
+                message: format!("expected {expected}, found {}", found(&text[offset..])),
+            }
+        })
 }
 
 /// Describes the token at the start of `rest`.
@@ -92,9 +98,16 @@ fn is_keyword(word: &str, keyword: &str) -> bool {
 
 fn deeper(depth: usize) -> ModalResult<usize> {
     if depth >= MAX_DEPTH {
-        return fail("an expression nested less than 200 levels deep");
+        return fail("an expression less than 256 operators deep");
     }
     Ok(depth + 1)
+}
+
+fn nested(level: usize) -> ModalResult<usize> {
+    if level >= MAX_NESTING {
+        return fail("an expression nested less than 64 levels deep");
+    }
+    Ok(level + 1)
 }
 
 /// An operator after an operand.
@@ -120,7 +133,7 @@ impl Operator {
 
 /// An expression whose operators bind at least `min` tightly; `level` counts recursion.
 fn expression(i: &mut Input<'_>, min: u8, level: usize) -> ModalResult<Parsed> {
-    let level = deeper(level)?;
+    let level = nested(level)?;
     let (mut left, mut depth) = operand(i, level)?;
     loop {
         ws(i)?;
@@ -234,11 +247,11 @@ fn set(i: &mut Input<'_>, level: usize) -> ModalResult<(Vec<Node>, usize)> {
     if opt('(').parse_next(i)?.is_none() {
         return fail("`(` and a list of values after IN");
     }
-    let (elements, depth) = list(i, level)?;
-    if elements.is_empty() {
+    ws(i)?;
+    if peek(opt(')')).parse_next(i)?.is_some() {
         return fail("at least one value in the IN list");
     }
-    Ok((elements, depth))
+    list(i, level)
 }
 
 /// Comma-separated expressions up to and including `)`, the `(` already consumed.
@@ -295,7 +308,8 @@ fn operand(i: &mut Input<'_>, level: usize) -> ModalResult<Parsed> {
                 i.reset(&after_sign);
             }
             if c == '+' {
-                return fail("digits after `+`");
+                i.reset(&start);
+                return fail("an operand (a `+` sign goes right before digits)");
             }
             let (x, depth) = expression(i, PREFIX, level)?;
             Ok((Node::Negate(Box::new(x)), deeper(depth)?))
@@ -390,7 +404,7 @@ fn attribute(name: &str) -> Attribute {
 }
 
 /// A string literal in `'` or `"`: `\` plus that quote, or the quote doubled, stands for the
-/// quote; every other backslash is kept for `LIKE` to read.
+/// quote and `\\` for one backslash; every other backslash is kept for `LIKE` to read.
 fn string(i: &mut Input<'_>) -> ModalResult<String> {
     let start = i.checkpoint();
     let quote = any.parse_next(i)?;
@@ -399,7 +413,7 @@ fn string(i: &mut Input<'_>) -> ModalResult<String> {
         match opt(any).parse_next(i)? {
             None => break,
             Some('\\') => match opt(any).parse_next(i)? {
-                Some(c) if c == quote => out.push(quote),
+                Some(c) if c == quote || c == '\\' => out.push(c),
                 Some(c) => {
                     out.push('\\');
                     out.push(c);

@@ -65,7 +65,9 @@ impl<'a> Val<'a> {
         match self {
             Self::Int(i) => Ok(i),
             Self::Bool(b) => Ok(i32::from(b)),
-            Self::Str(s) => s.parse().map_err(|_| Fault::Cast(Self::Str(s), Type::Integer)),
+            Self::Str(s) => s
+                .parse()
+                .map_err(|_| Fault::Cast(Self::Str(s), Type::Integer)),
         }
     }
 
@@ -139,7 +141,11 @@ impl Fault<'_> {
             Self::Cast(Val::Str(s), to) => format!("cannot cast the string {s:?} to {}", to.name()),
             Self::Cast(from, to) => {
                 let text = from.clone().into_str();
-                format!("cannot cast the {} {text} to {}", from.ty().name(), to.name())
+                format!(
+                    "cannot cast the {} {text} to {}",
+                    from.ty().name(),
+                    to.name()
+                )
             }
             Self::Function(name, why) => format!("{name}: {why}"),
         };
@@ -216,7 +222,10 @@ mod tests {
     fn failed_implicit_casts_give_the_zero_value() {
         assert_eq!(s("x").cast(Type::Integer).unwrap_err().0, Val::Int(0));
         assert_eq!(s("x").cast(Type::Boolean).unwrap_err().0, Val::Bool(false));
-        assert_eq!(Val::Int(3).cast(Type::Boolean).unwrap_err().0, Val::Bool(false));
+        assert_eq!(
+            Val::Int(3).cast(Type::Boolean).unwrap_err().0,
+            Val::Bool(false)
+        );
         assert_eq!(Val::Int(3).cast(Type::String), Ok(s("3")));
     }
 

@@ -93,9 +93,10 @@ pub(super) fn run_parse_errors(cases: &[(&str, usize)]) {
     for (text, position) in cases {
         match parse(text) {
             Ok(e) => failures.push(format!("{text}: parsed as {e:?}")),
-            Err(e) if e.position != *position => {
-                failures.push(format!("{text}: error at {}, expected {position}: {e}", e.position))
-            }
+            Err(e) if e.position != *position => failures.push(format!(
+                "{text}: error at {}, expected {position}: {e}",
+                e.position
+            )),
             Err(_) => {}
         }
     }

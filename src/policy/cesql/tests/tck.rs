@@ -141,7 +141,12 @@ fn context_attributes_access() {
         // The TCK's typed extensions (`mybool: true`, `myint: 10`) are strings in sidebus.
         ("mybool", &[("mybool", "true")], S("true"), None),
         ("myint", &[("myint", "10")], S("10"), None),
-        ("myext", &[("myext", "my extension")], S("my extension"), None),
+        (
+            "myext",
+            &[("myext", "my extension")],
+            S("my extension"),
+            None,
+        ),
         ("source", SOURCE_URL, S("http://localhost/source"), None),
         (
             "time",
@@ -161,7 +166,12 @@ fn exists_expression() {
             B(true),
             None,
         ),
-        ("EXISTS time", &[("time", "2018-04-26T14:48:09+02:00")], B(true), None),
+        (
+            "EXISTS time",
+            &[("time", "2018-04-26T14:48:09+02:00")],
+            B(true),
+            None,
+        ),
         ("EXISTS time", &[], B(false), None),
         ("NOT EXISTS time", &[], B(true), None),
         ("EXISTS myext", &[("myext", "my value")], B(true), None),
@@ -185,7 +195,12 @@ fn in_expression() {
         ("TRUE IN (FALSE)", &[], B(false), None),
         ("source IN (myext, 'abc')", source_and_ext, B(true), None),
         ("source IN (source)", source_and_ext, B(true), None),
-        ("source IN (id, \"http://localhost/source\")", source_and_ext, B(true), None),
+        (
+            "source IN (id, \"http://localhost/source\")",
+            source_and_ext,
+            B(true),
+            None,
+        ),
         ("source IN (id, 'xyz')", SOURCE_URL, B(false), None),
         ("'true' IN (TRUE, 'false')", &[], B(true), None),
         ("'true' IN ('TRUE', 'false')", &[], B(false), None),
@@ -235,8 +250,18 @@ fn like_expression() {
         (r"'a%b%c' LIKE 'a\%b\%c'", &[], B(true), None),
         (r"'azbzc' LIKE 'a\%b\%c'", &[], B(false), None),
         (r"'abc' LIKE 'a\%b\%c'", &[], B(false), None),
-        (r"myext LIKE 'abc%123\%456\_d_f'", &[("myext", "abc123123%456_dzf")], B(true), None),
-        (r"myext NOT LIKE 'abc%123\%456\_d_f'", &[("myext", "abc123123%456_dzf")], B(false), None),
+        (
+            r"myext LIKE 'abc%123\%456\_d_f'",
+            &[("myext", "abc123123%456_dzf")],
+            B(true),
+            None,
+        ),
+        (
+            r"myext NOT LIKE 'abc%123\%456\_d_f'",
+            &[("myext", "abc123123%456_dzf")],
+            B(false),
+            None,
+        ),
         ("234 LIKE '23_'", &[], B(true), None),
         ("2344 LIKE '23%'", &[], B(true), None),
         ("2344 LIKE '23_'", &[], B(false), None),
@@ -244,7 +269,12 @@ fn like_expression() {
         ("TRUE LIKE '%ue'", &[], B(true), None),
         ("FALSE LIKE 'tr%'", &[], B(false), None),
         ("FALSE LIKE 'fal%'", &[], B(true), None),
-        ("missing LIKE 'missing'", &[], B(false), Some(MissingAttribute)),
+        (
+            "missing LIKE 'missing'",
+            &[],
+            B(false),
+            Some(MissingAttribute),
+        ),
     ];
     run(cases);
     run_parse_errors(&[("x LIKE 123", 8)]);
@@ -298,10 +328,21 @@ fn parse_errors() {
 #[test]
 fn spec_examples() {
     let hops: &[(&str, &str)] = &[("hop", "5"), ("ttl", "10")];
-    let logic = "(firstname = 'Francesco' AND lastname = 'Guardiani') OR subject = 'Francesco Guardiani'";
+    let logic =
+        "(firstname = 'Francesco' AND lastname = 'Guardiani') OR subject = 'Francesco Guardiani'";
     run(&[
-        ("int(hop) < int(ttl) and int(hop) < 1000", hops, B(true), None),
-        ("INT(hop) < INT(ttl) AND INT(hop) < 1000", hops, B(true), None),
+        (
+            "int(hop) < int(ttl) and int(hop) < 1000",
+            hops,
+            B(true),
+            None,
+        ),
+        (
+            "INT(hop) < INT(ttl) AND INT(hop) < 1000",
+            hops,
+            B(true),
+            None,
+        ),
         ("hop < ttl", hops, B(true), None),
         ("sequence = 5", &[("sequence", "5")], B(true), None),
         ("sequence = 5", &[("sequence", "6")], B(false), None),
@@ -319,18 +360,36 @@ fn spec_examples() {
         ),
         (
             logic,
-            &[("subject", "Doug"), ("firstname", "Francesco"), ("lastname", "Guardiani")],
+            &[
+                ("subject", "Doug"),
+                ("firstname", "Francesco"),
+                ("lastname", "Guardiani"),
+            ],
             B(true),
             None,
         ),
         (
             logic,
-            &[("subject", "Francesco Guardiani"), ("firstname", "Doug"), ("lastname", "Davis")],
+            &[
+                ("subject", "Francesco Guardiani"),
+                ("firstname", "Doug"),
+                ("lastname", "Davis"),
+            ],
             B(true),
             None,
         ),
-        ("EXISTS subject", &[("subject", "Francesco Guardiani")], B(true), None),
-        ("true AND (missing = \"\")", &[], B(false), Some(MissingAttribute)),
+        (
+            "EXISTS subject",
+            &[("subject", "Francesco Guardiani")],
+            B(true),
+            None,
+        ),
+        (
+            "true AND (missing = \"\")",
+            &[],
+            B(false),
+            Some(MissingAttribute),
+        ),
         ("missing * 5", &[], I(0), Some(MissingAttribute)),
         ("1 / missing", &[], I(0), Some(MissingAttribute)),
     ]);
@@ -377,10 +436,30 @@ fn string_builtin_functions() {
         ("SUBSTRING('Sakila', -5, 3)", &[], S("aki"), None),
         ("SUBSTRING('Quadratically', 0)", &[], S(""), None),
         ("SUBSTRING('Quadratically', 0, 1)", &[], S(""), None),
-        ("SUBSTRING('abcdef', 10)", &[], S(""), Some(FunctionEvaluation)),
-        ("SUBSTRING('abcdef', -10)", &[], S(""), Some(FunctionEvaluation)),
-        ("SUBSTRING('abcdef', 10, 10)", &[], S(""), Some(FunctionEvaluation)),
-        ("SUBSTRING('abcdef', -10, 10)", &[], S(""), Some(FunctionEvaluation)),
+        (
+            "SUBSTRING('abcdef', 10)",
+            &[],
+            S(""),
+            Some(FunctionEvaluation),
+        ),
+        (
+            "SUBSTRING('abcdef', -10)",
+            &[],
+            S(""),
+            Some(FunctionEvaluation),
+        ),
+        (
+            "SUBSTRING('abcdef', 10, 10)",
+            &[],
+            S(""),
+            Some(FunctionEvaluation),
+        ),
+        (
+            "SUBSTRING('abcdef', -10, 10)",
+            &[],
+            S(""),
+            Some(FunctionEvaluation),
+        ),
     ]);
 }
 
@@ -400,17 +479,57 @@ fn subscriptions_api_recreations() {
     let cnf5 = "(id = 'myId' OR type LIKE '%.success') AND (id = 'notmyId' OR source LIKE 'https://%' OR type LIKE '%.warning') AND (myext = 'customext')";
     let http = ("source", "http://localhost.localdomain");
     run(&[
-        ("source LIKE 'https://%'", &[("source", "https://example.com")], B(true), None),
-        ("source LIKE 'https://%'", &[("source", "http://example.com")], B(false), None),
-        ("myext LIKE 'custom%'", &[("myext", "customext")], B(true), None),
-        ("myext LIKE 'custom%'", &[], B(false), Some(MissingAttribute)),
-        ("type like '%.error'", &[("type", "com.github.error")], B(true), None),
-        ("type like '%.error'", &[("type", "com.github.success")], B(false), None),
-        ("myext LIKE '%ext'", &[("myext", "customext")], B(true), None),
+        (
+            "source LIKE 'https://%'",
+            &[("source", "https://example.com")],
+            B(true),
+            None,
+        ),
+        (
+            "source LIKE 'https://%'",
+            &[("source", "http://example.com")],
+            B(false),
+            None,
+        ),
+        (
+            "myext LIKE 'custom%'",
+            &[("myext", "customext")],
+            B(true),
+            None,
+        ),
+        (
+            "myext LIKE 'custom%'",
+            &[],
+            B(false),
+            Some(MissingAttribute),
+        ),
+        (
+            "type like '%.error'",
+            &[("type", "com.github.error")],
+            B(true),
+            None,
+        ),
+        (
+            "type like '%.error'",
+            &[("type", "com.github.success")],
+            B(false),
+            None,
+        ),
+        (
+            "myext LIKE '%ext'",
+            &[("myext", "customext")],
+            B(true),
+            None,
+        ),
         ("myext LIKE '%ext'", &[], B(false), Some(MissingAttribute)),
         ("id = 'myId'", &[("id", "myId")], B(true), None),
         ("id = 'myId'", &[("id", "notmyId")], B(false), None),
-        ("myext = 'customext'", &[("myext", "customext")], B(true), None),
+        (
+            "myext = 'customext'",
+            &[("myext", "customext")],
+            B(true),
+            None,
+        ),
         ("myext = 'customext'", &[], B(false), Some(MissingAttribute)),
         (
             "id LIKE 'my%' AND source LIKE '%.ca'",
@@ -460,18 +579,52 @@ fn subscriptions_api_recreations() {
             B(false),
             None,
         ),
-        (dnf, &[("id", "myId"), ("type", "example.event.success")], B(true), None),
-        (dnf, &[("id", "notmyId"), ("type", "example.event.warning"), http], B(true), None),
         (
             dnf,
-            &[("id", "notmyId"), ("type", "example.event.warning"), ("source", "https://localhost.localdomain")],
+            &[("id", "myId"), ("type", "example.event.success")],
+            B(true),
+            None,
+        ),
+        (
+            dnf,
+            &[("id", "notmyId"), ("type", "example.event.warning"), http],
+            B(true),
+            None,
+        ),
+        (
+            dnf,
+            &[
+                ("id", "notmyId"),
+                ("type", "example.event.warning"),
+                ("source", "https://localhost.localdomain"),
+            ],
             B(false),
             None,
         ),
-        (cnf, &[("id", "myId"), ("type", "example.event.warning"), http], B(true), None),
-        (cnf, &[("id", "notmyId"), ("type", "example.event.success"), http], B(true), None),
-        (cnf, &[("id", "notmyId"), ("type", "example.event.warning"), http], B(false), None),
-        (cnf, &[("id", "myId"), ("type", "example.event.success"), http], B(false), None),
+        (
+            cnf,
+            &[("id", "myId"), ("type", "example.event.warning"), http],
+            B(true),
+            None,
+        ),
+        (
+            cnf,
+            &[("id", "notmyId"), ("type", "example.event.success"), http],
+            B(true),
+            None,
+        ),
+        (
+            cnf,
+            &[("id", "notmyId"), ("type", "example.event.warning"), http],
+            B(false),
+            None,
+        ),
+        (
+            cnf,
+            &[("id", "myId"), ("type", "example.event.success"), http],
+            B(false),
+            None,
+        ),
         (
             cnf5,
             &[("id", "myId"), ("type", "example.event.warning"), http],
