@@ -82,3 +82,8 @@ fn sse_cursor() {
 fn config_toml() {
     replay("config_toml");
 }
+
+#[test]
+fn cesql() {
+    replay("cesql");
+}
