@@ -25,7 +25,7 @@ impl<'a> Cx<'a> {
     }
 
     fn int(&mut self, value: Val<'a>, failed: &mut bool) -> i32 {
-        value.to_int().unwrap_or_else(|fault| {
+        value.into_int().unwrap_or_else(|fault| {
             self.raise(fault);
             *failed = true;
             0
@@ -33,7 +33,7 @@ impl<'a> Cx<'a> {
     }
 
     fn bool(&mut self, value: Val<'a>, failed: &mut bool) -> bool {
-        value.to_bool(false).unwrap_or_else(|fault| {
+        value.into_bool(false).unwrap_or_else(|fault| {
             self.raise(fault);
             *failed = true;
             false

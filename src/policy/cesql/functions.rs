@@ -19,7 +19,7 @@ impl<'a> Call<'a> {
     }
 
     fn int(&mut self, value: Val<'a>) -> i32 {
-        value.to_int().unwrap_or_else(|f| {
+        value.into_int().unwrap_or_else(|f| {
             self.raise(f);
             0
         })
@@ -84,13 +84,13 @@ fn fixed<'a>(cx: &mut Call<'a>, function: Function, next: &mut impl FnMut() -> V
             }))
         }
         Function::Int => Val::Int(cx.int(next())),
-        Function::Bool => Val::Bool(next().to_bool(true).unwrap_or_else(|f| {
+        Function::Bool => Val::Bool(next().into_bool(true).unwrap_or_else(|f| {
             cx.raise(f);
             false
         })),
         Function::String => Val::Str(next().into_str()),
-        Function::IsInt => Val::Bool(Val::Str(next().into_str()).to_int().is_ok()),
-        Function::IsBool => Val::Bool(Val::Str(next().into_str()).to_bool(false).is_ok()),
+        Function::IsInt => Val::Bool(Val::Str(next().into_str()).into_int().is_ok()),
+        Function::IsBool => Val::Bool(Val::Str(next().into_str()).into_bool(false).is_ok()),
         Function::Concat | Function::ConcatWs => unreachable!("variadic functions join"),
     }
 }

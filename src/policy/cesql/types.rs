@@ -61,7 +61,7 @@ impl<'a> Val<'a> {
 
     /// Cast to Integer: booleans are 1 or 0; strings are base-10 32-bit integers with an
     /// optional sign, anything else is a cast error giving 0.
-    pub(crate) fn to_int(self) -> Result<i32, Fault<'a>> {
+    pub(crate) fn into_int(self) -> Result<i32, Fault<'a>> {
         match self {
             Self::Int(i) => Ok(i),
             Self::Bool(b) => Ok(i32::from(b)),
@@ -73,7 +73,7 @@ impl<'a> Val<'a> {
 
     /// Cast to Boolean: strings `true` and `false` in any case; integers only through the
     /// explicit `BOOL` (`explicit`), since the TCK makes the implicit cast an error.
-    pub(crate) fn to_bool(self, explicit: bool) -> Result<bool, Fault<'a>> {
+    pub(crate) fn into_bool(self, explicit: bool) -> Result<bool, Fault<'a>> {
         match self {
             Self::Bool(b) => Ok(b),
             Self::Int(i) if explicit => Ok(i != 0),
@@ -97,9 +97,9 @@ impl<'a> Val<'a> {
     pub(crate) fn cast(self, ty: Type) -> Result<Val<'a>, (Val<'a>, Fault<'a>)> {
         match ty {
             Type::String => Ok(Val::Str(self.into_str())),
-            Type::Integer => self.to_int().map(Val::Int).map_err(|f| (Val::Int(0), f)),
+            Type::Integer => self.into_int().map(Val::Int).map_err(|f| (Val::Int(0), f)),
             Type::Boolean => self
-                .to_bool(false)
+                .into_bool(false)
                 .map(Val::Bool)
                 .map_err(|f| (Val::Bool(false), f)),
         }
@@ -183,7 +183,7 @@ mod tests {
             (s("abc"), None),
         ];
         for (value, expected) in cases {
-            assert_eq!(value.clone().to_int().ok(), *expected, "{value:?}");
+            assert_eq!(value.clone().into_int().ok(), *expected, "{value:?}");
         }
     }
 
@@ -203,7 +203,7 @@ mod tests {
         ];
         for (value, explicit, expected) in cases {
             assert_eq!(
-                value.clone().to_bool(*explicit).ok(),
+                value.clone().into_bool(*explicit).ok(),
                 *expected,
                 "{value:?}"
             );

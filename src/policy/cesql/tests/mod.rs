@@ -4,6 +4,7 @@
 mod extra;
 mod props;
 mod tck;
+mod tck_examples;
 
 use bytes::Bytes;
 
