@@ -13,6 +13,7 @@
 //! - `config_toml`: the file.
 //! - `schema_validate`: a first line naming the rule's topic (`json`, `avro` or `proto`),
 //!   then the event's JSON data.
+//! - `cesql`: a CESQL expression, evaluated against a fixed event.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sse_cursor", sse_cursor),
     ("config_toml", config_toml),
     ("schema_validate", schema_validate),
+    ("cesql", cesql),
 ];
 
 fn defaults() -> Defaults {
@@ -309,4 +311,46 @@ pub fn schema_validate(data: &[u8]) -> bool {
             false
         }
     }
+}
+
+/// CESQL: parsing refuses bad text with a position inside it, never a panic; a parsed
+/// expression evaluates without panicking, `matches` agrees with `evaluate`, and its text
+/// parses again to the same expression.
+pub fn cesql(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let expression = match crate::policy::cesql::parse(text) {
+        Ok(expression) => expression,
+        Err(e) => {
+            assert!(
+                (1..=text.chars().count() + 1).contains(&e.position),
+                "{text:?}: {e}"
+            );
+            return false;
+        }
+    };
+    let mut event = crate::event::from_broker(
+        [
+            ("id", "fuzz-1".to_owned()),
+            ("source", "/shop/eu".to_owned()),
+            ("type", "com.example.order.placed".to_owned()),
+            ("subject", "orders/42".to_owned()),
+            ("priority", "5".to_owned()),
+            ("flag", "true".to_owned()),
+        ],
+        Some("application/json".into()),
+        Bytes::from_static(b"{}"),
+    );
+    for _ in 0..2 {
+        let (value, error) = expression.evaluate(&event);
+        let matches = value == crate::policy::cesql::Value::Boolean(true) && error.is_none();
+        assert_eq!(expression.matches(&event), matches, "{text:?}");
+        event.subject = None;
+    }
+    assert_eq!(
+        crate::policy::cesql::parse(expression.as_str()),
+        Ok(expression)
+    );
+    true
 }

@@ -3,5 +3,11 @@
 //!
 //! - [`schema`]: schema rules (JSON Schema, Avro, Protobuf) checked and applied at publish, and
 //!   the decoding of encoded events for delivery.
+//! - [`cesql`]: CloudEvents SQL (CESQL) v1.0 expressions, parsed once and evaluated per event.
+//! - [`filter`]: the CloudEvents Subscriptions API filter dialects (`exact`, `prefix`,
+//!   `suffix`, `all`, `any`, `not`, `sql`) as a serde type for subscriptions.
 
+mod attribute;
+pub mod cesql;
+pub mod filter;
 pub mod schema;

@@ -87,3 +87,8 @@ fn config_toml() {
 fn schema_validate() {
     replay("schema_validate");
 }
+
+#[test]
+fn cesql() {
+    replay("cesql");
+}
