@@ -21,6 +21,15 @@ pub enum ApiError {
     /// The event or body is malformed (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A filter that does not compile (400); `position` is the 1-based character offset of a
+    /// CESQL parse error in its expression.
+    #[error("{detail}")]
+    InvalidFilter {
+        /// What is wrong.
+        detail: String,
+        /// Where in the expression, when it does not parse.
+        position: Option<usize>,
+    },
     /// A missing or wrong API token (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -95,6 +104,9 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request, in words a user can act on.
     pub detail: String,
+    /// For a filter that does not parse: the 1-based character offset in its expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
     /// Where in the request it went wrong, one entry per member (RFC 9457 §3.2 extension).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -113,7 +125,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidFilter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -140,6 +152,7 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest(_) => ("bad-request", "Malformed event or request"),
+            ApiError::InvalidFilter { .. } => ("invalid-filter", "Filter does not compile"),
             ApiError::Unauthorized(_) => ("unauthorized", "Missing or invalid API token"),
             ApiError::Forbidden(_) => ("forbidden", "Topic not allowed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
@@ -171,6 +184,10 @@ impl ApiError {
             title: title.to_string(),
             status: self.status().as_u16(),
             detail: self.to_string(),
+            position: match self {
+                ApiError::InvalidFilter { position, .. } => *position,
+                _ => None,
+            },
             errors: match self {
                 ApiError::SchemaViolation { errors, .. } => errors.clone(),
                 _ => Vec::new(),
@@ -219,6 +236,10 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Spec(_) => ApiError::BadRequest(e.to_string()),
+            RegistryError::Filter(ref filter) => ApiError::InvalidFilter {
+                position: filter.position,
+                detail: e.to_string(),
+            },
             RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
             RegistryError::FromConfig(_) => ApiError::Conflict(e.to_string()),
             RegistryError::Persist { .. } => ApiError::StateUnwritable(e.to_string()),

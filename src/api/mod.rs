@@ -5,6 +5,7 @@ mod auth;
 mod encoding;
 pub mod error;
 mod extract;
+mod filters;
 pub mod idempotency;
 mod observe;
 mod publish;
@@ -41,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", SUBSCRIPTION_PAUSE),
     ("post", SUBSCRIPTION_RESUME),
     ("get", SUBSCRIBE_SSE),
+    ("post", FILTERS_EVALUATE),
 ];
 
 const PUBLISH: &str = "/v1/publish/{broker}/{topic}";
@@ -55,6 +57,7 @@ const SUBSCRIPTION: &str = "/v1/subscriptions/{name}";
 const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";
 const SUBSCRIPTION_RESUME: &str = "/v1/subscriptions/{name}/resume";
 const SUBSCRIBE_SSE: &str = "/v1/subscribe/{broker}/{topic}";
+const FILTERS_EVALUATE: &str = "/v1/filters/evaluate";
 
 /// The sidebus API over `state`, ready to serve. Its SSE streams end only when their clients
 /// leave; [`router_with`] takes a [`Streams`] handle that can end them (on shutdown).
@@ -102,6 +105,7 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(SUBSCRIPTION_PAUSE, post(subscriptions::pause))
         .route(SUBSCRIPTION_RESUME, post(subscriptions::resume))
         .route(SUBSCRIBE_SSE, sse_route)
+        .route(FILTERS_EVALUATE, post(filters::evaluate))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

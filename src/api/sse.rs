@@ -19,6 +19,7 @@ use crate::config::topic::validate_topic;
 use crate::config::SseConfig;
 use crate::config::StartFrom;
 use crate::delivery::sse::{self, StreamRequest, Streams};
+use crate::policy::cesql;
 
 /// The media type of the stream.
 pub const EVENT_STREAM: &str = "text/event-stream";
@@ -90,7 +91,7 @@ fn parse(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<StreamRequest, ApiError> {
-    const KNOWN: &[&str] = &["from", "key", "group", "typed", "lastEventId"];
+    const KNOWN: &[&str] = &["from", "key", "group", "typed", "lastEventId", "filter"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::BadRequest(format!(
             "unknown query parameter `{unknown}`; this route takes {}",
@@ -140,7 +141,17 @@ fn parse(
             .map(|c| c.trim())
             .filter(|c| !c.is_empty())
     });
-    StreamRequest::new(broker, topic, cursor, from, key, group, typed).map_err(ApiError::BadRequest)
+    let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
+        Some(text) => Some(cesql::parse(text).map_err(|e| ApiError::InvalidFilter {
+            detail: format!("filter: invalid CESQL expression {text:?} {e}"),
+            position: Some(e.position),
+        })?),
+        None => None,
+    };
+    let mut request = StreamRequest::new(broker, topic, cursor, from, key, group, typed)
+        .map_err(ApiError::BadRequest)?;
+    request.filter = filter;
+    Ok(request)
 }
 
 /// Whether `Accept` names `text/event-stream` (with a non-zero quality).

@@ -131,6 +131,12 @@ pub struct SubscriptionSpec {
     /// delivery, so an endpoint that did not agree to receive events gets none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handshake: bool,
+    /// CloudEvents Subscriptions API filters (`exact`, `prefix`, `suffix`, `all`, `any`, `not`,
+    /// `sql`): one filter object or an array, all of which must match. Kept as written; the
+    /// subscription compiles them when it starts, and one that does not compile is refused.
+    /// Events that do not match are acknowledged and never delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<serde_json::Value>,
     /// Decode events a `[[schemas]]` rule encoded to Avro / Protobuf (or that carry the
     /// Confluent header of a registry schema) back to JSON before delivering them; `false`
     /// delivers the broker's bytes as they are, for services that decode them themselves.

@@ -15,6 +15,7 @@ use super::webhook::{self, RunState, Worker};
 use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::config::topic::TopicPattern;
 use crate::pipeline::Broker;
+use crate::policy::filter::{FilterError, Filters};
 use crate::schemas::SchemaStore;
 
 /// Where a subscription was declared.
@@ -33,6 +34,9 @@ pub enum RegistryError {
     /// The spec is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// Its `filters` do not compile.
+    #[error("subscription field `filters`: {0}")]
+    Filter(#[from] FilterError),
     /// No subscription has that name.
     #[error("no subscription named `{0}`")]
     NotFound(String),
@@ -179,6 +183,10 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         spec.name = None;
         self.validate(name, &spec)?;
+        let filters = match &spec.filters {
+            Some(written) => Filters::compile(written)?,
+            None => Filters::default(),
+        };
         let endpoint = spec.endpoint_url()?;
         let broker = &self.brokers[&spec.broker];
         let status = Status::new(name, paused);
@@ -194,6 +202,7 @@ impl Registry {
             limiter: OnceLock::new(),
             origin: self.origin.clone(),
             schemas: self.schemas.clone(),
+            filters,
             spec: Arc::new(spec.clone()),
             http: self.http_client(),
             endpoint,

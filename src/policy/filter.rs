@@ -241,6 +241,51 @@ impl Filters {
     }
 }
 
+/// Filters that do not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct FilterError {
+    /// What is wrong, naming the dialect or the expression.
+    pub detail: String,
+    /// For a CESQL expression that does not parse: the 1-based character offset in it.
+    pub position: Option<usize>,
+}
+
+impl Filters {
+    /// Compiles filters as a subscription carries them (JSON or TOML, kept as written): a `sql`
+    /// expression that does not parse is reported with its position, then the dialects are
+    /// read strictly.
+    pub fn compile(written: &serde_json::Value) -> Result<Self, FilterError> {
+        first_bad_expression(written)?;
+        serde_json::from_value(written.clone()).map_err(|e| FilterError {
+            detail: e.to_string(),
+            position: None,
+        })
+    }
+}
+
+/// The first `sql` member, anywhere in `written`, whose expression does not parse.
+fn first_bad_expression(written: &serde_json::Value) -> Result<(), FilterError> {
+    match written {
+        serde_json::Value::Array(items) => items.iter().try_for_each(first_bad_expression),
+        serde_json::Value::Object(members) => {
+            for (key, value) in members {
+                match (key.as_str(), value) {
+                    ("sql", serde_json::Value::String(text)) => {
+                        cesql::parse(text).map_err(|e| FilterError {
+                            detail: format!("invalid CESQL expression {text:?} {e}"),
+                            position: Some(e.position),
+                        })?;
+                    }
+                    _ => first_bad_expression(value)?,
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl From<Vec<Filter>> for Filters {
     fn from(filters: Vec<Filter>) -> Self {
         Self(filters)

@@ -16,6 +16,7 @@ pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 pub const BROKERS: &str = "/v1/brokers";
 pub const BROKER_TOPICS: &str = "/v1/brokers/{broker}/topics";
+pub const FILTERS_EVALUATE: &str = "/v1/filters/evaluate";
 pub const SUBSCRIPTIONS: &str = "/v1/subscriptions";
 pub const SUBSCRIPTION: &str = "/v1/subscriptions/{name}";
 pub const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";

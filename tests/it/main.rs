@@ -15,6 +15,7 @@ mod deploy_helm;
 mod deploy_helm_config;
 mod deploy_image;
 mod deploy_receiver;
+mod filters;
 mod fuzz_corpus;
 mod handshake;
 mod memory_bounds;

@@ -8,8 +8,8 @@ mod subscriptions;
 use std::path::Path;
 
 use crate::common::openapi::{
-    config, routes, Spec, BROKERS, BROKER_TOPICS, HEALTHZ, METRICS, PUBLISH, PUBLISH_BATCH, READYZ,
-    SUBSCRIBE_SSE,
+    config, routes, Spec, BROKERS, BROKER_TOPICS, FILTERS_EVALUATE, HEALTHZ, METRICS, PUBLISH,
+    PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
 };
 use crate::common::sse::cursor_at;
 use crate::common::TestServer;
@@ -261,6 +261,21 @@ async fn every_route_answers_as_documented() {
     let refused = topics(&down, "/v1/brokers/down/topics".into()).await;
     assert_eq!(refused.status(), 501);
     spec.check("get", BROKER_TOPICS, refused).await;
+
+    // Filters: an evaluation, one that does not parse (still 200), a body that is no request.
+    let evaluate = |body: serde_json::Value| {
+        let request = server.http.post(server.url(FILTERS_EVALUATE)).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let event = serde_json::json!({"specversion":"1.0","id":"1","source":"/s","type":"t"});
+    for expression in ["type = 't'", "type ="] {
+        let answer = evaluate(serde_json::json!({"expression": expression, "event": event})).await;
+        assert_eq!(answer.status(), 200);
+        spec.check("post", FILTERS_EVALUATE, answer).await;
+    }
+    let refused = evaluate(serde_json::json!({"event": event})).await;
+    assert_eq!(refused.status(), 400);
+    spec.check("post", FILTERS_EVALUATE, refused).await;
 
     subscriptions(&spec, &server, state.path()).await;
     sse(&spec, &server).await;

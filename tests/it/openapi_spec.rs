@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::common::openapi::{
-    patched, routes, Spec, BROKERS, BROKER_TOPICS, ENDPOINT, HEALTHZ, METRICS, PUBLISH,
-    PUBLISH_BATCH, READYZ, SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS, SUBSCRIPTION_PAUSE,
-    SUBSCRIPTION_RESUME,
+    patched, routes, Spec, BROKERS, BROKER_TOPICS, ENDPOINT, FILTERS_EVALUATE, HEALTHZ, METRICS,
+    PUBLISH, PUBLISH_BATCH, READYZ, SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS,
+    SUBSCRIPTION_PAUSE, SUBSCRIPTION_RESUME,
 };
 use serde_json::{json, Value};
 
@@ -36,6 +36,7 @@ fn spec_routes_are_exactly_the_served_routes() {
             ("post", SUBSCRIPTION_PAUSE),
             ("post", SUBSCRIPTION_RESUME),
             ("get", SUBSCRIBE_SSE),
+            ("post", FILTERS_EVALUATE),
         ]
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -155,6 +155,7 @@ pub async fn open(
         position,
         topic: request.topic.clone(),
         key: request.key.clone(),
+        filter: request.filter.clone(),
         typed: request.typed,
         buffer: settings.buffer,
         stall_timeout: settings.stall_timeout,

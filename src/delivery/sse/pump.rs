@@ -10,6 +10,7 @@ use super::cursor::Cursor;
 use super::frame::{render_from, Frame};
 use super::{settle, DISCONNECT_EVENT};
 use crate::backend::consume::{ConsumeError, Consumer, Delivery};
+use crate::policy::cesql::Expression;
 
 /// Why sidebus ends a stream; sent as the final `sidebus.disconnect` event.
 #[derive(Debug, serde::Serialize)]
@@ -35,6 +36,8 @@ pub(super) struct Pump {
     pub(super) position: Option<Cursor>,
     pub(super) topic: String,
     pub(super) key: Option<String>,
+    /// Only events this CESQL expression (`?filter=`) matches.
+    pub(super) filter: Option<Expression>,
     pub(super) typed: bool,
     pub(super) buffer: usize,
     pub(super) stall_timeout: Duration,
@@ -95,11 +98,12 @@ impl Pump {
             if let Some(position) = &mut self.position {
                 position.advance(spot.partition, spot.offset);
             }
-            if self
+            let other_key = self
                 .key
                 .as_deref()
-                .is_some_and(|key| event.partition_key() != Some(key))
-            {
+                .is_some_and(|key| event.partition_key() != Some(key));
+            let filtered_out = self.filter.as_ref().is_some_and(|f| !f.matches(&event));
+            if other_key || filtered_out {
                 // Not for this client: done with it (in a group, skipped for every member).
                 settle(ack.ack());
                 continue;

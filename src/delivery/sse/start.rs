@@ -4,6 +4,7 @@ use super::cursor::Cursor;
 use crate::backend::consume::StartFrom;
 use crate::backend::Capabilities;
 use crate::config::topic::TopicPattern;
+use crate::policy::cesql::Expression;
 
 /// Where a stream starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct StreamRequest {
     pub start: Start,
     /// Only events with this `partitionkey`.
     pub key: Option<String>,
+    /// Only events this CESQL expression (`?filter=`) matches; set after [`StreamRequest::new`].
+    pub filter: Option<Expression>,
     /// Read through this consumer group (shared, acknowledged) instead of by position.
     pub group: Option<String>,
     /// Name each SSE event after its CloudEvent type.
@@ -76,6 +79,7 @@ impl StreamRequest {
             topic: topic.to_string(),
             start,
             key,
+            filter: None,
             group,
             typed,
         })

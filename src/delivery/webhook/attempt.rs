@@ -20,6 +20,7 @@ use crate::config::subscription::{Ordering, SubscriptionSpec};
 use crate::delivery::status::Status;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
+use crate::policy::filter::Filters;
 use crate::schemas::SchemaStore;
 
 /// A rate limiter shared by a subscription's deliveries.
@@ -35,6 +36,8 @@ pub struct Worker {
     pub name: Arc<str>,
     /// Its spec.
     pub spec: Arc<SubscriptionSpec>,
+    /// Its filters, compiled: events that do not match are acknowledged undelivered.
+    pub filters: Filters,
     /// The HTTP client (connection pool shared by all subscriptions).
     pub http: WebhookClient,
     /// The spec's endpoint, parsed once rather than per request.
@@ -89,6 +92,17 @@ impl Worker {
                 .map(|k| format!("k:{topic}:{k}")),
             Ordering::Partition => Some(format!("p:{topic}:{}", delivery.spot.partition)),
         }
+    }
+
+    /// `delivery`, when the subscription's filters let it through; otherwise it is acknowledged
+    /// (its offset may be committed like a delivered one's) and counted as filtered.
+    pub fn admit_filtered(&self, delivery: Delivery) -> Option<Delivery> {
+        if self.filters.is_empty() || self.filters.matches(&delivery.event) {
+            return Some(delivery);
+        }
+        self.status.filtered();
+        tokio::spawn(delivery.settle.ack());
+        None
     }
 
     /// Gives `deliveries` back to the broker, remembering them so that nothing later of their

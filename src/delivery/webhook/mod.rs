@@ -71,8 +71,10 @@ async fn fill_batch(
     let max = worker.spec.max_batch;
     let take = |item: Result<Delivery, ConsumeError>, permit, batch: &mut Vec<_>| match item {
         Ok(d) => {
-            worker.status.in_flight(1);
-            batch.push((d, permit));
+            if let Some(d) = worker.admit_filtered(d) {
+                worker.status.in_flight(1);
+                batch.push((d, permit));
+            }
         }
         Err(e) => worker.status.error(&format!("consuming: {e}")),
     };
@@ -262,7 +264,10 @@ async fn pump(
                 worker.status.error(&format!("consuming: {e}"));
                 continue;
             }
-            Some(Ok(d)) => d,
+            Some(Ok(d)) => match worker.admit_filtered(d) {
+                Some(d) => d,
+                None => continue,
+            },
         };
         worker.status.in_flight(1);
         if let Some(request) = request {
