@@ -21,6 +21,8 @@
 //!   each; n/a for the memory broker;
 //! * (e) for NATS, the same native consumer held to `max_ack_pending` 64, as a subscription with
 //!   `max_in_flight` 64 is;
+//! * (f) (b) again with a three-clause CESQL filter that every event passes
+//!   ([`FILTER`]): its CPU per event against (b)'s is what a `sql` filter costs at delivery;
 //!
 //! and prints the table (with the CPU seconds per event of this process and the broker), the
 //! ratios b÷a and c÷d, and for NATS the highest b÷a the machine allows: a delivery needs at
@@ -68,6 +70,10 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 const IN_FLIGHT: usize = 64;
 /// Acknowledgements the native consumer of phase (d) may leave pending.
 const NATIVE_ACK_PENDING: usize = 1000;
+/// The filter of phase (f): three clauses, as a subscription would write them, that every
+/// prefilled event passes, so (f) delivers what (b) delivers.
+const FILTER: &str =
+    "type = 'bench' AND source LIKE 'sidebus://%' AND datacontenttype = 'text/plain'";
 /// Events per batch publish request during the prefill.
 const FILL_BATCH: usize = 2000;
 
@@ -84,7 +90,7 @@ struct Args {
     size: usize,
     threads: usize,
     nats_url: String,
-    /// Phases to run, a subset of `abcde` (`--phases`): one can be profiled alone.
+    /// Phases to run, a subset of `abcdef` (`--phases`): one can be profiled alone.
     phases: String,
     /// Times the batch phase (c) and the native consume (d) run, alternately (`--rounds`): their
     /// ratio moves by a tenth from run to run, so a run reports each round's and the median.
@@ -109,7 +115,7 @@ impl Args {
             threads: 2,
             nats_url: std::env::var("SIDEBUS_TEST_NATS")
                 .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-            phases: "abcde".into(),
+            phases: "abcdef".into(),
             rounds: 1,
         };
         let mut it = raw.iter();
@@ -138,8 +144,8 @@ impl Args {
                 "--rounds" => args.rounds = number(value()).max(1),
                 "--phases" => {
                     args.phases = value();
-                    if let Some(c) = args.phases.chars().find(|c| !"abcde".contains(*c)) {
-                        panic!("--phases: `{c}` is not one of a, b, c, d, e");
+                    if let Some(c) = args.phases.chars().find(|c| !"abcdef".contains(*c)) {
+                        panic!("--phases: `{c}` is not one of a, b, c, d, e, f");
                     }
                 }
                 "--seconds" => {
@@ -316,6 +322,13 @@ fn main() {
             serde_json::json!({"content_mode": "binary"}),
         )
     });
+    let filtered = args.runs('f').then(|| {
+        subscription(
+            "bench-filtered",
+            "hook",
+            serde_json::json!({"content_mode": "binary", "filters": {"sql": FILTER}}),
+        )
+    });
     let rounds: Vec<Round> = (0..args.rounds)
         .map(|round| {
             let batch = args.runs('c').then(|| {
@@ -380,6 +393,13 @@ fn main() {
             complete(binary),
         );
     }
+    if let Some(filtered) = &filtered {
+        row(
+            "(f) the same as (b), with a 3-clause sql filter",
+            filtered,
+            complete(filtered),
+        );
+    }
     for (round, (batch, consume)) in rounds.iter().enumerate() {
         if let Some(batch) = batch {
             row(
@@ -422,6 +442,12 @@ fn main() {
         println!(
             "ratio b ÷ a (binary deliveries / bare HTTP requests): {:.3}",
             ratio(binary, bare)
+        );
+    }
+    if let (Some(binary), Some(filtered)) = (&binary, &filtered) {
+        println!(
+            "filter cost (f − b, CPU µs per event of this process and the broker): {:.2}",
+            (filtered.cpu_per_event() - binary.cpu_per_event()) * 1e6
         );
     }
     if let (Some(bare), Some(e)) = (&bare, &held) {
