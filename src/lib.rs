@@ -7,6 +7,7 @@ pub mod api;
 pub mod backend;
 pub mod config;
 pub mod delivery;
+pub mod error_text;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;

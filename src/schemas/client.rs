@@ -19,6 +19,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 
 use crate::config::SchemaRegistryConfig;
+use crate::error_text::chain;
 use crate::policy::schema::Kind;
 
 /// What is percent-encoded in a subject put into a path: what a path segment cannot hold.
@@ -179,15 +180,4 @@ impl RegistryClient {
         serde_json::from_slice(&body)
             .map_err(|e| FetchError(format!("GET {url}: not a registry schema answer: {e}")))
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::error_text::chain;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
@@ -60,18 +61,6 @@ pub enum SendError {
     /// The request or its response failed on an established connection.
     #[error("request failed: {0}")]
     Request(String),
-}
-
-/// An error and its causes, `: `-separated; hyper's own message alone says only "client error".
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
