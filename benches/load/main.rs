@@ -7,7 +7,11 @@
 //!   AMQP: publisher confirms, persistent, mandatory), many publishes in flight;
 //! - (c) `sidebus-single`: one event per POST (binary mode) over N keep-alive connections, waiting
 //!   for the broker's acknowledgement, and (c') `sidebus-single-async` with `Prefer: respond-async`;
-//! - (d) `sidebus-batch`: `application/cloudevents-batch+json` POSTs of 100 events.
+//! - (d) `sidebus-batch`: `application/cloudevents-batch+json` POSTs of 100 events;
+//! - the schema phases, single ack-wait POSTs of a 1 KiB order event (nested objects, eight line
+//!   items): (s) with no schema rule, (s_json) checked by a JSON Schema rule, (s_avro) encoded to
+//!   Avro by a native rule — the rules pick events by CloudEvent type, so all three go to the same
+//!   topic, and the report prints each rule's sidebus CPU per event over (s).
 //!
 //! It prints events/s, MB/s (payload bytes, 10^6 B), latency percentiles (per request; per
 //! publish for native), CPU seconds (whole process, and split by thread group), the brokers' own
@@ -53,6 +57,8 @@ mod phase;
 mod process;
 mod report;
 mod runs;
+#[path = "../common/schema.rs"]
+mod schema;
 mod server;
 
 use std::time::Duration;
@@ -73,6 +79,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name sidebus knows the broker under.
 const BROKER: &str = "bench";
 const EVENT_TYPE: &str = "com.example.bench";
+/// The CloudEvent type the JSON Schema rule of the schema phases applies to.
+const SCHEMA_JSON_TYPE: &str = "com.example.order.json";
+/// The CloudEvent type the native Avro rule of the schema phases applies to.
+const SCHEMA_AVRO_TYPE: &str = "com.example.order.avro";
+/// The schema phases' type with no rule: what (s_json) and (s_avro) are measured against.
+const SCHEMA_NONE_TYPE: &str = "com.example.order.none";
 const SOURCE: &str = "sidebus://bench";
 
 // The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.

@@ -59,6 +59,11 @@ impl Phase {
         self.ok * self.events_per_op
     }
 
+    /// CPU µs of sidebus's runtime threads per event.
+    pub(crate) fn server_us_per_event(&self) -> Option<f64> {
+        (self.events() > 0).then(|| self.cpu.server * 1e6 / self.events() as f64)
+    }
+
     pub(crate) fn ops_per_s(&self) -> f64 {
         if self.seconds > 0.0 {
             self.ok as f64 / self.seconds

@@ -87,6 +87,21 @@ impl Report {
             .collect()
     }
 
+    /// Per schema phase measured with (s): its sidebus runtime CPU µs per event, and that less
+    /// (s)'s — what the rule costs.
+    fn schema_costs(&self) -> Vec<(&'static str, f64, f64)> {
+        let Some(plain) = self.get("s").and_then(Phase::server_us_per_event) else {
+            return Vec::new();
+        };
+        ["s", "s_json", "s_avro"]
+            .into_iter()
+            .filter_map(|key| {
+                let us = self.get(key)?.server_us_per_event()?;
+                Some((key, us, us - plain))
+            })
+            .collect()
+    }
+
     pub(crate) fn table(&self, ctx: &Ctx) -> String {
         use std::fmt::Write;
         let args = &ctx.args;
@@ -178,6 +193,12 @@ impl Report {
         for (name, value) in self.ratios() {
             let _ = writeln!(out, "ratio {name} = {value:.3}");
         }
+        for (key, us, over) in self.schema_costs() {
+            let _ = writeln!(
+                out,
+                "schema cost {key:<7} sidebus runtime CPU {us:.2} µs/event, {over:+.2} µs over s (no rule)"
+            );
+        }
         let _ = writeln!(
             out,
             "latency per request (per publish for native); MB/s = payload bytes / 10^6; cpu s = this \
@@ -212,6 +233,7 @@ impl Report {
             },
             "phases": self.phases.iter().map(|p| p.json(args.size)).collect::<Vec<_>>(),
             "ratios": self.ratios().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "schema_cost": self.schema_costs().into_iter().map(|(k, us, over)| (k.to_string(), json!({"server_cpu_us_per_event": us, "over_no_rule_us": over}))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }

@@ -14,7 +14,10 @@ use crate::native::native_ops;
 use crate::ops::{Body, HttpOp, HttpRequest};
 use crate::phase::{phase, Phase, Spec};
 use crate::report::Report;
-use crate::{batch_body, payload, Ctx, EVENT_TYPE};
+use crate::schema::order;
+use crate::{
+    batch_body, payload, Ctx, EVENT_TYPE, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SCHEMA_NONE_TYPE,
+};
 
 async fn connections(ctx: &Ctx, addr: SocketAddr, request: HttpRequest) -> Vec<HttpOp> {
     let request = Arc::new(request);
@@ -28,18 +31,15 @@ async fn connections(ctx: &Ctx, addr: SocketAddr, request: HttpRequest) -> Vec<H
     ops
 }
 
-/// One event in binary mode: the payload as body, `Content-Type` and `ce-type` headers; sidebus
-/// fills in id, source and time.
-fn binary_request(path: String, prefer_async: bool, payload: Bytes) -> HttpRequest {
+/// One event of type `ty` in binary mode: the payload as body, `Content-Type` and `ce-type`
+/// headers; sidebus fills in id, source and time.
+fn binary_request(path: String, ty: &'static str, prefer_async: bool, payload: Bytes) -> HttpRequest {
     let mut headers = vec![
         (
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ),
-        (
-            HeaderName::from_static("ce-type"),
-            HeaderValue::from_static(EVENT_TYPE),
-        ),
+        (HeaderName::from_static("ce-type"), HeaderValue::from_static(ty)),
     ];
     if prefer_async {
         headers.push((
@@ -61,7 +61,7 @@ fn binary_request(path: String, prefer_async: bool, payload: Bytes) -> HttpReque
 
 const NO_NATIVE: &str = "n/a: the memory broker has no native client";
 
-/// The throughput run: phases a, b, c, c' and d, each closed-loop.
+/// The throughput run: phases a, b, c, c', d and the schema phases, each closed-loop.
 pub(crate) async fn run_throughput(
     ctx: &Ctx,
     setup: &BrokerSetup,
@@ -74,11 +74,11 @@ pub(crate) async fn run_throughput(
     };
     let conns = format!("{} conns", args.connections);
     let single =
-        |prefer_async| binary_request(ctx.events_path(), prefer_async, ctx.payload.clone());
+        |prefer_async| binary_request(ctx.events_path(), EVENT_TYPE, prefer_async, ctx.payload.clone());
     let mut phases = Vec::new();
 
     if args.measures("a") {
-        let request = binary_request("/bare".into(), false, ctx.payload.clone());
+        let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
         let ops = connections(ctx, bare, request).await;
         let spec = Spec::new("a", "http-bare (discard handler)", &conns);
         phases.push(phase(ctx, spec, ops, closed).await);
@@ -109,9 +109,36 @@ pub(crate) async fn run_throughput(
         }
     }
 
-    if !args.measures("d") {
-        return Report::new(setup, phases, None);
+    if args.measures("d") {
+        phases.push(batch_phase(ctx, setup, sidebus, closed, &conns).await);
     }
+
+    let order = Bytes::from(order(args.size).to_string());
+    for (key, label, ty) in [
+        ("s", "sidebus single, order event, no rule", SCHEMA_NONE_TYPE),
+        ("s_json", "sidebus single, order event, JSON Schema", SCHEMA_JSON_TYPE),
+        ("s_avro", "sidebus single, order event, Avro native", SCHEMA_AVRO_TYPE),
+    ] {
+        if args.measures(key) {
+            setup.empty().await;
+            let request = binary_request(ctx.events_path(), ty, false, order.clone());
+            let ops = connections(ctx, sidebus, request).await;
+            let spec = Spec::new(key, label, &conns).sidebus();
+            phases.push(phase(ctx, spec, ops, closed).await);
+        }
+    }
+    Report::new(setup, phases, None)
+}
+
+/// Phase (d): batches of `--batch` structured events, awaiting acknowledgement.
+async fn batch_phase(
+    ctx: &Ctx,
+    setup: &BrokerSetup,
+    sidebus: SocketAddr,
+    closed: Drive,
+    conns: &str,
+) -> Phase {
+    let args = &ctx.args;
     let batch = HttpRequest {
         path: format!("{}/batch", ctx.events_path()),
         headers: vec![(
@@ -124,11 +151,10 @@ pub(crate) async fn run_throughput(
     setup.empty().await;
     let ops = connections(ctx, sidebus, batch).await;
     let label = format!("sidebus batch of {}, ack-wait", args.batch);
-    let spec = Spec::new("d", label, &conns)
+    let spec = Spec::new("d", label, conns)
         .sidebus()
         .events_per_op(args.batch as u64);
-    phases.push(phase(ctx, spec, ops, closed).await);
-    Report::new(setup, phases, None)
+    phase(ctx, spec, ops, closed).await
 }
 
 /// The steady-rate run: bare HTTP, native publish-to-ack and sidebus single events, each at the
@@ -149,7 +175,7 @@ pub(crate) async fn run_rate(
     let conns = format!("{n} conns");
     let mut phases = Vec::new();
 
-    let request = binary_request("/bare".into(), false, ctx.payload.clone());
+    let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
     let ops = connections(ctx, bare, request).await;
     let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns);
     phases.push(phase(ctx, spec, ops, open).await);
@@ -166,7 +192,7 @@ pub(crate) async fn run_rate(
     });
 
     setup.empty().await;
-    let request = binary_request(ctx.events_path(), false, ctx.payload.clone());
+    let request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
     let ops = connections(ctx, sidebus, request).await;
     let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns).sidebus();
     phases.push(phase(ctx, spec, ops, open).await);

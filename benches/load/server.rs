@@ -10,7 +10,8 @@ use sidebus::{AppState, RawConfig};
 
 use crate::args::{Args, BrokerKind};
 use crate::brokers::BrokerSetup;
-use crate::{BROKER, SOURCE};
+use crate::schema::{ORDER_AVSC, ORDER_JSON_SCHEMA};
+use crate::{BROKER, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SOURCE};
 
 /// Longest the pipeline may take to empty between phases.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -56,9 +57,29 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     format!(
         "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
          limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536, pipeline_bytes = \"{pipeline_bytes}KiB\" }}\n\
-         {}\n[brokers.{BROKER}]\n{broker}",
+         {}\n[brokers.{BROKER}]\n{broker}{}",
         state_dir.display(),
-        args.sidebus_toml
+        args.sidebus_toml,
+        schema_rules(&state_dir),
+    )
+}
+
+/// The schema phases' two rules, picked by CloudEvent type so that every phase publishes to the
+/// same topic: a JSON Schema check and native Avro encoding of the order event.
+fn schema_rules(state_dir: &std::path::Path) -> String {
+    let dir = state_dir.join("schemas");
+    std::fs::create_dir_all(&dir).expect("bench schema directory");
+    let json = dir.join("order.json");
+    let avro = dir.join("order.avsc");
+    std::fs::write(&json, ORDER_JSON_SCHEMA).expect("writing the bench JSON Schema");
+    std::fs::write(&avro, ORDER_AVSC).expect("writing the bench Avro schema");
+    format!(
+        "\n[[schemas]]\nname = \"bench-json\"\ntopics = [\"*\"]\ntypes = [\"{SCHEMA_JSON_TYPE}\"]\n\
+         json_schema = \"{}\"\n\
+         [[schemas]]\nname = \"bench-avro\"\ntopics = [\"*\"]\ntypes = [\"{SCHEMA_AVRO_TYPE}\"]\n\
+         avro = \"{}\"\nencoding = \"native\"\n",
+        json.display(),
+        avro.display()
     )
 }
 

@@ -91,7 +91,15 @@ fn parse(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<StreamRequest, ApiError> {
-    const KNOWN: &[&str] = &["from", "key", "group", "typed", "lastEventId", "filter"];
+    const KNOWN: &[&str] = &[
+        "from",
+        "key",
+        "group",
+        "typed",
+        "lastEventId",
+        "filter",
+        "decode",
+    ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::BadRequest(format!(
             "unknown query parameter `{unknown}`; this route takes {}",
@@ -107,15 +115,8 @@ fn parse(
             )))
         }
     };
-    let typed = match params.get("typed").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "typed=`{other}`: must be `true` or `false`"
-            )))
-        }
-    };
+    let typed = flag(params, "typed", false)?;
+    let decode = flag(params, "decode", true)?;
     let key = params.get("key").filter(|k| !k.is_empty()).cloned();
     let group = params.get("group").filter(|g| !g.is_empty()).cloned();
     if let Some(group) = &group {
@@ -151,7 +152,20 @@ fn parse(
     let mut request = StreamRequest::new(broker, topic, cursor, from, key, group, typed)
         .map_err(ApiError::BadRequest)?;
     request.filter = filter;
+    request.decode = decode;
     Ok(request)
+}
+
+/// A `true` / `false` query parameter, `default` when absent.
+fn flag(params: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{name}=`{other}`: must be `true` or `false`"
+        ))),
+    }
 }
 
 /// Whether `Accept` names `text/event-stream` (with a non-zero quality).

@@ -212,6 +212,26 @@ pub fn is_json_content_type(content_type: &str) -> bool {
         || ends_with("+json")
 }
 
+/// Whether a non-JSON `datacontenttype` declares text, which the JSON format carries as a `data`
+/// string: `text/*`, XML (`application/xml`, `+xml`), form data, or any type with a `charset`
+/// parameter. Everything else (`application/octet-stream`, `application/avro`,
+/// `application/protobuf`, ...) is binary and goes as `data_base64`, even when its bytes happen
+/// to be valid UTF-8.
+pub fn is_text_content_type(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let charset = parts.any(|p| {
+        p.trim()
+            .get(..8)
+            .is_some_and(|name| name.eq_ignore_ascii_case("charset="))
+    });
+    charset
+        || essence.starts_with("text/")
+        || essence == "application/xml"
+        || essence.ends_with("+xml")
+        || essence == "application/x-www-form-urlencoded"
+}
+
 /// Extension attribute names are lowercase ASCII letters or digits (CloudEvents §3.1.1
 /// recommends at most 20; sidebus accepts up to 64 so longer names from other producers pass).
 pub fn validate_attribute_name(name: &str) -> Result<(), EventError> {

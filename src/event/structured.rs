@@ -4,7 +4,7 @@
 use base64::Engine;
 use serde_json::value::RawValue;
 
-use super::{is_json_content_type, Event, SPEC_VERSION};
+use super::{is_json_content_type, is_text_content_type, Event, SPEC_VERSION};
 
 /// Room an event's attributes and JSON punctuation usually take beyond its data: what a
 /// buffer for its JSON reserves.
@@ -79,10 +79,9 @@ pub fn write_json_with(event: &Event, extra: &[(&str, &str)], out: &mut Vec<u8>)
         return;
     }
     let json_type = content_type.is_none_or(is_json_content_type);
-    let text = if json_type {
-        None
-    } else {
-        std::str::from_utf8(&event.data).ok()
+    let text = match content_type {
+        Some(ct) if !json_type && is_text_content_type(ct) => std::str::from_utf8(&event.data).ok(),
+        _ => None,
     };
     // `&RawValue` checks UTF-8 too, which skipping the value as `IgnoredAny` does not.
     if json_type && serde_json::from_slice::<&RawValue>(&event.data).is_ok() {
@@ -154,6 +153,11 @@ mod tests {
         assert_eq!(v["data"], "hi");
         let v = parse(&event(Some("application/octet-stream"), &[0xff, 0]));
         assert_eq!(v["data_base64"], "/wA=");
+        // Binary types go as base64 even when their bytes are valid UTF-8.
+        let v = parse(&event(Some("application/avro"), b"\x04a1\x00"));
+        assert_eq!(v["data_base64"], "BGExAA==");
+        let v = parse(&event(Some("application/xml; charset=utf-8"), b"<a/>"));
+        assert_eq!(v["data"], "<a/>");
         let v = parse(&event(Some("application/json"), b"\"\xff\""));
         assert_eq!(v["data_base64"], "Iv8i");
         let v = parse(&event(Some("application/json"), b"not json"));

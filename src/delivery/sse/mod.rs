@@ -157,6 +157,7 @@ pub async fn open(
         key: request.key.clone(),
         filter: request.filter.clone(),
         typed: request.typed,
+        decode: request.decode,
         buffer: settings.buffer,
         stall_timeout: settings.stall_timeout,
         schemas,

@@ -39,6 +39,8 @@ pub(super) struct Pump {
     /// Only events this CESQL expression (`?filter=`) matches.
     pub(super) filter: Option<Expression>,
     pub(super) typed: bool,
+    /// Whether schema-encoded events are decoded back to JSON (`?decode=false` says no).
+    pub(super) decode: bool,
     pub(super) buffer: usize,
     pub(super) stall_timeout: Duration,
     /// Decodes schema-encoded events back to JSON before they are rendered.
@@ -109,7 +111,7 @@ impl Pump {
                 continue;
             }
             let id = self.position.as_ref().map(|p| p.encode(&self.topic));
-            let decoded = match self.schemas.decodes_anything() {
+            let decoded = match self.decode && self.schemas.decodes_anything() {
                 true => self.schemas.decode(&event).await,
                 false => None,
             };

@@ -30,6 +30,9 @@ pub struct StreamRequest {
     pub group: Option<String>,
     /// Name each SSE event after its CloudEvent type.
     pub typed: bool,
+    /// Decode schema-encoded payloads to JSON (`?decode=false` streams the broker's bytes);
+    /// set after [`StreamRequest::new`].
+    pub decode: bool,
 }
 
 impl StreamRequest {
@@ -82,6 +85,7 @@ impl StreamRequest {
             filter: None,
             group,
             typed,
+            decode: true,
         })
     }
 }
