@@ -142,7 +142,7 @@ fn round_trip(c: &mut Criterion) {
     };
     let pipeline = {
         let _guard = rt.enter();
-        Pipeline::start("bench", backend, config, 65_536, 1 << 30)
+        Pipeline::start("bench", backend, config, 65_536, 1 << 30, None)
     };
     let topic: Arc<str> = Arc::from("bench");
     let outbound = |n: usize| -> Vec<Outbound> {

@@ -45,7 +45,12 @@ fn schemas() -> Schemas {
     Schemas::compile(vec![
         (
             rule("json", "order.json", Encoding::Json),
-            source(Kind::JsonSchema, order::ORDER_JSON_SCHEMA, "order.json", None),
+            source(
+                Kind::JsonSchema,
+                order::ORDER_JSON_SCHEMA,
+                "order.json",
+                None,
+            ),
         ),
         (
             rule("avro", "order.avro", Encoding::Native),

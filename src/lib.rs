@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod pipeline;
 pub mod policy;
 pub mod schemas;
+pub mod spool;
 pub mod telemetry;
 
 use std::future::Future;
@@ -36,6 +37,9 @@ pub enum RunError {
     /// unreachable registry); the message names the rule.
     #[error(transparent)]
     Schemas(#[from] schemas::LoadError),
+    /// A broker's spool directory could not be opened or read.
+    #[error(transparent)]
+    Spool(#[from] spool::OpenError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -77,6 +81,7 @@ pub async fn run(
     let state = AppState::build(config).await.map_err(|e| match e {
         api::StartError::Backend(e) => RunError::Backend(e),
         api::StartError::Schemas(e) => RunError::Schemas(e),
+        api::StartError::Spool(e) => RunError::Spool(e),
     })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

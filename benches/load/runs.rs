@@ -33,13 +33,21 @@ async fn connections(ctx: &Ctx, addr: SocketAddr, request: HttpRequest) -> Vec<H
 
 /// One event of type `ty` in binary mode: the payload as body, `Content-Type` and `ce-type`
 /// headers; sidebus fills in id, source and time.
-fn binary_request(path: String, ty: &'static str, prefer_async: bool, payload: Bytes) -> HttpRequest {
+fn binary_request(
+    path: String,
+    ty: &'static str,
+    prefer_async: bool,
+    payload: Bytes,
+) -> HttpRequest {
     let mut headers = vec![
         (
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ),
-        (HeaderName::from_static("ce-type"), HeaderValue::from_static(ty)),
+        (
+            HeaderName::from_static("ce-type"),
+            HeaderValue::from_static(ty),
+        ),
     ];
     if prefer_async {
         headers.push((
@@ -73,8 +81,14 @@ pub(crate) async fn run_throughput(
         duration: Duration::from_secs_f64(args.seconds),
     };
     let conns = format!("{} conns", args.connections);
-    let single =
-        |prefer_async| binary_request(ctx.events_path(), EVENT_TYPE, prefer_async, ctx.payload.clone());
+    let single = |prefer_async| {
+        binary_request(
+            ctx.events_path(),
+            EVENT_TYPE,
+            prefer_async,
+            ctx.payload.clone(),
+        )
+    };
     let mut phases = Vec::new();
 
     if args.measures("a") {
@@ -115,9 +129,21 @@ pub(crate) async fn run_throughput(
 
     let order = Bytes::from(order(args.size).to_string());
     for (key, label, ty) in [
-        ("s", "sidebus single, order event, no rule", SCHEMA_NONE_TYPE),
-        ("s_json", "sidebus single, order event, JSON Schema", SCHEMA_JSON_TYPE),
-        ("s_avro", "sidebus single, order event, Avro native", SCHEMA_AVRO_TYPE),
+        (
+            "s",
+            "sidebus single, order event, no rule",
+            SCHEMA_NONE_TYPE,
+        ),
+        (
+            "s_json",
+            "sidebus single, order event, JSON Schema",
+            SCHEMA_JSON_TYPE,
+        ),
+        (
+            "s_avro",
+            "sidebus single, order event, Avro native",
+            SCHEMA_AVRO_TYPE,
+        ),
     ] {
         if args.measures(key) {
             setup.empty().await;

@@ -90,6 +90,9 @@ pub enum ApiError {
     /// The broker did not acknowledge in time (504).
     #[error("{0}")]
     GatewayTimeout(String),
+    /// The broker could not take the event and its spool is full or failing (507).
+    #[error("{0}")]
+    SpoolFull(String),
 }
 
 /// The problem+json body.
@@ -146,6 +149,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::SpoolFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -173,6 +177,7 @@ impl ApiError {
             ApiError::Unavailable(..) => ("broker-unavailable", "Broker unavailable"),
             ApiError::StateUnwritable(_) => ("state-unwritable", "State directory not writable"),
             ApiError::GatewayTimeout(_) => ("broker-timeout", "Broker acknowledgement timed out"),
+            ApiError::SpoolFull(_) => ("spool-full", "Broker unavailable and spool full"),
         }
     }
 
@@ -201,6 +206,7 @@ impl ApiError {
             | ApiError::TooManyStreams(_, d)
             | ApiError::Unavailable(_, d) => Some(*d),
             ApiError::StateUnwritable(_) => Some(RETRY_AFTER),
+            ApiError::SpoolFull(_) => Some(crate::spool::FULL_RETRY_AFTER),
             _ => None,
         }
     }
@@ -254,6 +260,7 @@ impl From<PublishError> for ApiError {
             PublishError::Rejected(_) => ApiError::BadGateway(e.to_string()),
             PublishError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
             PublishError::InvalidTopic(msg) => ApiError::BadRequest(msg),
+            PublishError::SpoolRefused(_) => ApiError::SpoolFull(e.to_string()),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
 
 use super::idempotency::IdempotencyStore;
 use crate::backend::{self, BackendSettings, BuildError};
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::delivery::Registry;
 use crate::pipeline::{Broker, Pipeline};
 use crate::schemas::{LoadError, SchemaStore};
+use crate::spool::Spool;
 use crate::telemetry;
 
 /// Why the state could not be built.
@@ -25,6 +27,9 @@ pub enum StartError {
     /// answer.
     #[error(transparent)]
     Schemas(#[from] LoadError),
+    /// A broker's spool directory cannot be opened or read.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::OpenError),
 }
 
 /// Shared state behind every handler; cheap to clone.
@@ -40,6 +45,8 @@ struct Inner {
     schemas: Arc<SchemaStore>,
     idempotency: Arc<IdempotencyStore>,
     metrics: PrometheusHandle,
+    /// Stops every spool's forwarder (what they hold stays on disk for the next start).
+    stop_spools: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -54,14 +61,27 @@ impl AppState {
             dedup_window: config.idempotency.window,
         };
         let mut brokers = BTreeMap::new();
+        let (stop_spools, spools_stopped) = watch::channel(false);
         for (name, broker_config) in &config.brokers {
             let backend = backend::build(name, broker_config, &settings).await?;
+            let spool = match broker_config.spool() {
+                Some(spool) => Some(Spool::start(
+                    name,
+                    &config.state_dir.join("spool").join(name),
+                    spool,
+                    backend.clone(),
+                    config.pipeline.ack_timeout,
+                    spools_stopped.clone(),
+                )?),
+                None => None,
+            };
             let pipeline = Pipeline::start(
                 name,
                 backend.clone(),
                 config.pipeline.clone(),
                 config.limits.pipeline_depth,
                 config.limits.pipeline_bytes,
+                spool.clone(),
             );
             brokers.insert(
                 name.clone(),
@@ -69,6 +89,7 @@ impl AppState {
                     name: name.clone(),
                     backend,
                     pipeline,
+                    spool,
                 },
             );
         }
@@ -95,6 +116,7 @@ impl AppState {
                 schemas,
                 idempotency,
                 metrics,
+                stop_spools,
             }),
         })
     }
@@ -143,9 +165,11 @@ impl AppState {
     }
 
     /// Stops the subscriptions (waiting for their deliveries in flight), then intake on every
-    /// pipeline, and waits until each event taken has its broker result.
+    /// pipeline, and waits until each event taken has its broker result (or is spooled); then
+    /// stops the spools' forwarders.
     pub async fn drain(&self) {
         self.inner.subscriptions.stop_all().await;
         futures::future::join_all(self.brokers().map(|b| b.pipeline.drain())).await;
+        let _ = self.inner.stop_spools.send(true);
     }
 }

@@ -53,6 +53,10 @@ pub struct Position {
     /// The broker recognised the event id as a duplicate and stored nothing new.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The broker could not take the event now: it is in the broker's durable spool and will be
+    /// forwarded in order (answered `202`). No other field is set then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub spooled: bool,
 }
 
 /// Why the broker did not take an event.
@@ -70,6 +74,10 @@ pub enum PublishError {
     /// The topic is not valid on this broker (400).
     #[error("{0}")]
     InvalidTopic(String),
+    /// The broker could not take the event now and neither could its spool: full, or failing
+    /// to write (507).
+    #[error("the broker is unavailable and {0}")]
+    SpoolRefused(String),
 }
 
 /// The result of one event.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+use super::spool::SpoolConfig;
 use super::{invalid, positive, ConfigError};
 use crate::config::topic::validate_topic;
 
@@ -32,6 +33,16 @@ impl BrokerConfig {
             BrokerConfig::Kafka(_) => "kafka",
             BrokerConfig::Nats(_) => "nats",
             BrokerConfig::Amqp(_) => "amqp",
+        }
+    }
+
+    /// The broker's spool, if it has one (the memory broker never does: it is never away).
+    pub fn spool(&self) -> Option<&SpoolConfig> {
+        match self {
+            BrokerConfig::Memory(_) => None,
+            BrokerConfig::Kafka(k) => k.spool.as_ref(),
+            BrokerConfig::Nats(n) => n.spool.as_ref(),
+            BrokerConfig::Amqp(a) => a.spool.as_ref(),
         }
     }
 }
@@ -80,6 +91,10 @@ pub struct KafkaConfig {
     /// Any librdkafka property (TLS, SASL, compression, ...), passed through unchanged.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// `[brokers.<name>.spool]`: spool publishes the broker cannot take now, and forward them
+    /// in order once it can (docs/spool.md).
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
 }
 
 /// How sidebus creates Kafka topics that do not exist yet.
@@ -126,6 +141,10 @@ pub struct NatsConfig {
     /// Client key for mutual TLS.
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// `[brokers.<name>.spool]`: spool publishes the broker cannot take now, and forward them
+    /// in order once it can (docs/spool.md).
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
 }
 
 fn yes() -> bool {
@@ -173,6 +192,10 @@ pub struct AmqpConfig {
     /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1, unencrypted).
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// `[brokers.<name>.spool]`: spool publishes the broker cannot take now, and forward them
+    /// in order once it can (docs/spool.md).
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
 }
 
 impl AmqpConfig {
@@ -213,6 +236,9 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
         ));
     }
     let key = |field: &str| format!("brokers.{name}.{field}");
+    if let Some(spool) = broker.spool() {
+        spool.validate(&key("spool"))?;
+    }
     match broker {
         BrokerConfig::Memory(m) => {
             positive(&key("retention"), m.retention)?;

@@ -1,19 +1,23 @@
 //! The batcher task: groups submissions into batches, sends them to the backend one after the
 //! other (so order holds), and lets up to `max_in_flight_batches` await their acks at once.
+//! With a spool, a batch goes to the spool instead while it is busy, and the events of a live
+//! batch that the broker could not take (unavailable, or no acknowledgement in time) follow it
+//! there.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::bound::Bound;
+use super::bound::{Bound, Share};
 use super::meters::{BrokerMeters, Flush};
 use super::Submission;
-use crate::backend::{Backend, PublishError, PublishResult};
+use crate::backend::{Acks, Backend, Outbound, Position, PublishError, PublishResult};
 use crate::config::PipelineConfig;
+use crate::spool::Spool;
 
 /// Extra time the pipeline gives a backend past `ack_timeout` before answering 504 itself.
 const ACK_GRACE: Duration = Duration::from_secs(5);
@@ -24,9 +28,12 @@ pub(super) async fn run(
     backend: Arc<dyn Backend>,
     config: PipelineConfig,
     bound: Arc<Bound>,
+    spool: Option<Arc<Spool>>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight_batches));
     let mut carried: Option<Submission> = None;
+    // The previous batch's completion, when batches must complete in order.
+    let mut order: Option<oneshot::Receiver<()>> = None;
     loop {
         let first = match carried.take() {
             Some(s) => s,
@@ -67,11 +74,6 @@ pub(super) async fn run(
             batch.push(next);
         };
         meters.flushed(reason, count);
-        let slot = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the in-flight semaphore is never closed");
         let mut events = Vec::with_capacity(count);
         let mut waiters = Vec::with_capacity(batch.len());
         for submission in batch {
@@ -84,35 +86,153 @@ pub(super) async fn run(
             events = count,
             reason = reason.label()
         );
+        let done = Done {
+            meters: meters.clone(),
+            bound: bound.clone(),
+            waiters,
+        };
+        let Some(spool) = &spool else {
+            let slot = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the in-flight semaphore is never closed");
+            let acks = backend.send(events).instrument(span.clone()).await;
+            let ack_timeout = config.ack_timeout;
+            tokio::spawn(
+                async move {
+                    let results =
+                        acknowledged(acks, count, ack_timeout, done.meters.broker()).await;
+                    done.answer(results);
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+            continue;
+        };
+        // With a spool, batches complete in the order they were flushed, so that what fails
+        // live is spooled in order, ahead of everything flushed after it.
+        let previous = order.take();
+        let (finished, next) = oneshot::channel::<()>();
+        order = Some(next);
+        let spool = spool.clone();
+        if spool.busy() {
+            let pending = spool.pending();
+            tokio::spawn(
+                async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    let results = spooled(&spool, &events).await;
+                    drop(pending);
+                    let _ = finished.send(());
+                    done.answer(results);
+                }
+                .instrument(span),
+            );
+            continue;
+        }
+        let slot = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let copies = events.clone();
         let acks = backend.send(events).instrument(span.clone()).await;
-        let bound = bound.clone();
         let ack_timeout = config.ack_timeout;
-        let meters = meters.clone();
-        tokio::spawn(async move {
-            let results = match tokio::time::timeout(ack_timeout + ACK_GRACE, acks).await {
-                Ok(results) if results.len() == count => results,
-                Ok(results) => {
-                    tracing::error!(broker = %meters.broker(), expected = count, got = results.len(), "backend returned the wrong number of results");
-                    vec![
-                        Err(PublishError::Rejected(
-                            "internal error: result count mismatch".into()
-                        ));
-                        count
-                    ]
+        tokio::spawn(
+            async move {
+                let mut results =
+                    acknowledged(acks, count, ack_timeout, done.meters.broker()).await;
+                drop(slot);
+                let retry: Vec<usize> = (0..count)
+                    .filter(|&i| {
+                        matches!(
+                            results[i],
+                            Err(PublishError::Unavailable(_) | PublishError::Timeout(_))
+                        )
+                    })
+                    .collect();
+                let pending = (!retry.is_empty()).then(|| spool.pending());
+                if let Some(previous) = previous {
+                    let _ = previous.await;
                 }
-                Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); count],
-            };
-            meters.outcomes(&results);
-            let mut results = results.into_iter();
-            for (reply, n, share) in waiters {
-                let mine: Vec<PublishResult> = results.by_ref().take(n).collect();
-                if let Some(reply) = reply {
-                    let _ = reply.send(mine);
+                if pending.is_some() {
+                    let failed: Vec<Outbound> = copies
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| retry.contains(i))
+                        .map(|(_, o)| o)
+                        .collect();
+                    for (i, result) in retry.into_iter().zip(spooled(&spool, &failed).await) {
+                        results[i] = result;
+                    }
                 }
-                drop(share);
+                drop(pending);
+                let _ = finished.send(());
+                done.answer(results);
             }
-            drop(slot);
-            meters.held(&bound);
-        }.instrument(span));
+            .instrument(span),
+        );
     }
+}
+
+/// Where a batch's results go.
+struct Done {
+    meters: Arc<BrokerMeters>,
+    bound: Arc<Bound>,
+    waiters: Vec<Waiter>,
+}
+
+/// A submission's reply channel, its event count and its share of the bound.
+type Waiter = (Option<oneshot::Sender<Vec<PublishResult>>>, usize, Share);
+
+impl Done {
+    /// Counts the results and hands each submission its own, in order.
+    fn answer(self, results: Vec<PublishResult>) {
+        self.meters.outcomes(&results);
+        let mut results = results.into_iter();
+        for (reply, n, share) in self.waiters {
+            let mine: Vec<PublishResult> = results.by_ref().take(n).collect();
+            if let Some(reply) = reply {
+                let _ = reply.send(mine);
+            }
+            drop(share);
+        }
+        self.meters.held(&self.bound);
+    }
+}
+
+/// The broker's results for a batch of `count` events, or a timeout for each.
+async fn acknowledged(
+    acks: Acks,
+    count: usize,
+    ack_timeout: Duration,
+    broker: &str,
+) -> Vec<PublishResult> {
+    match tokio::time::timeout(ack_timeout + ACK_GRACE, acks).await {
+        Ok(results) if results.len() == count => results,
+        Ok(results) => {
+            tracing::error!(%broker, expected = count, got = results.len(), "backend returned the wrong number of results");
+            vec![
+                Err(PublishError::Rejected(
+                    "internal error: result count mismatch".into()
+                ));
+                count
+            ]
+        }
+        Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); count],
+    }
+}
+
+/// Appends `events` to the spool: each is spooled, or each refused with why.
+async fn spooled(spool: &Spool, events: &[Outbound]) -> Vec<PublishResult> {
+    let result = match spool.append(events).await {
+        Ok(()) => Ok(Position {
+            spooled: true,
+            ..Position::default()
+        }),
+        Err(reason) => Err(PublishError::SpoolRefused(reason)),
+    };
+    vec![result; events.len()]
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Pipeline;
 use crate::backend::Backend;
+use crate::spool::Spool;
 
 /// One configured broker.
 pub struct Broker {
@@ -14,4 +15,6 @@ pub struct Broker {
     pub backend: Arc<dyn Backend>,
     /// Its publish pipeline.
     pub pipeline: Pipeline,
+    /// Where publishes go while the broker cannot take them, if configured.
+    pub spool: Option<Arc<Spool>>,
 }

@@ -14,13 +14,21 @@ use crate::backend::{PublishError, PublishResult};
 use crate::telemetry;
 
 /// The status codes publish answers with, as label values; anything else is `other`.
-const STATUSES: [&str; 16] = [
+const STATUSES: [&str; 17] = [
     "200", "202", "400", "401", "403", "404", "405", "409", "413", "415", "422", "429", "502",
-    "503", "504", "other",
+    "503", "504", "507", "other",
 ];
 
 /// Event outcome label values, indexed by [`outcome`].
-const OUTCOMES: [&str; 5] = ["ok", "unavailable", "rejected", "timeout", "invalid_topic"];
+const OUTCOMES: [&str; 7] = [
+    "ok",
+    "unavailable",
+    "rejected",
+    "timeout",
+    "invalid_topic",
+    "spooled",
+    "spool_refused",
+];
 
 /// The publish routes, as the `mode` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +101,13 @@ fn status_index(status: StatusCode) -> usize {
 /// The index of a result's outcome in [`OUTCOMES`].
 fn outcome(result: &PublishResult) -> usize {
     match result {
+        Ok(position) if position.spooled => 5,
         Ok(_) => 0,
         Err(PublishError::Unavailable(_)) => 1,
         Err(PublishError::Rejected(_)) => 2,
         Err(PublishError::Timeout(_)) => 3,
         Err(PublishError::InvalidTopic(_)) => 4,
+        Err(PublishError::SpoolRefused(_)) => 6,
     }
 }
 

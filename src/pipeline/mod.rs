@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, Outbound, PublishResult};
 use crate::config::PipelineConfig;
+use crate::spool::Spool;
 pub use bound::Exhausted;
 use bound::{Bound, Share};
 pub use broker::Broker;
@@ -68,6 +69,7 @@ pub struct Pipeline {
     intake: mpsc::UnboundedSender<Submission>,
     bound: Arc<Bound>,
     closed: Arc<AtomicBool>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl Pipeline {
@@ -79,6 +81,7 @@ impl Pipeline {
         config: PipelineConfig,
         depth: usize,
         max_bytes: usize,
+        spool: Option<Arc<Spool>>,
     ) -> Self {
         let (intake, queue) = mpsc::unbounded_channel();
         let bound = Arc::new(Bound::new(depth, max_bytes));
@@ -92,17 +95,21 @@ impl Pipeline {
             backend,
             config,
             bound.clone(),
+            spool.clone(),
         ));
         Self {
             meters,
             intake,
             bound,
             closed: Arc::new(AtomicBool::new(false)),
+            spool,
         }
     }
 
     /// Takes `events` in order, or refuses all of them at once. With `wait`, the receiver yields
-    /// one result per event, in order, once the broker answered.
+    /// one result per event, in order, once the broker answered. Without `wait` there is a
+    /// receiver too while the broker's spool is busy: the events are then spooled, and a
+    /// `respond-async` answer waits until they are on disk.
     pub fn submit(
         &self,
         events: Vec<Outbound>,
@@ -121,6 +128,7 @@ impl Pipeline {
             }
         })?;
         self.meters.held(&self.bound);
+        let wait = wait || self.spool.as_ref().is_some_and(|s| s.busy());
         let (reply, receiver) = if wait {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))

@@ -45,6 +45,18 @@ pub const DEAD_LETTERED: &str = "sidebus_dead_lettered_total";
 pub const DELIVERY_FILTERED: &str = "sidebus_delivery_filtered_total";
 /// Gauge: events on the broker not yet received by a subscription, by `subscription`.
 pub const CONSUMER_LAG: &str = "sidebus_consumer_lag";
+/// Gauge: events in a broker's spool, not yet acknowledged by the broker, by `broker`.
+pub const SPOOL_EVENTS: &str = "sidebus_spool_events";
+/// Gauge: bytes of a broker's spool files (what counts against its `max_bytes`), by `broker`.
+pub const SPOOL_BYTES: &str = "sidebus_spool_bytes";
+/// Gauge: age in seconds of the oldest event in a broker's spool (0 when empty), by `broker`.
+pub const SPOOL_OLDEST_AGE: &str = "sidebus_spool_oldest_age_seconds";
+/// Counter: events written to a broker's spool, by `broker`.
+pub const SPOOL_SPOOLED: &str = "sidebus_spool_spooled_total";
+/// Counter: spooled events the broker acknowledged (their rate is the forward rate), by `broker`.
+pub const SPOOL_FORWARDED: &str = "sidebus_spool_forwarded_total";
+/// Counter: spooled events dropped because the broker refused them for good, by `broker`.
+pub const SPOOL_DROPPED: &str = "sidebus_spool_dropped_total";
 
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -127,6 +139,19 @@ fn describe() {
         "Events refused with 422 because their data broke a schema rule, by rule"
     );
     describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
+    describe_gauge!(SPOOL_EVENTS, "Events in the spool awaiting the broker");
+    describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes of the spool's files");
+    describe_gauge!(
+        SPOOL_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest event in the spool"
+    );
+    describe_counter!(SPOOL_SPOOLED, "Events written to the spool");
+    describe_counter!(SPOOL_FORWARDED, "Spooled events the broker acknowledged");
+    describe_counter!(
+        SPOOL_DROPPED,
+        "Spooled events dropped after the broker refused them for good"
+    );
     describe_counter!(
         DELIVERY_FILTERED,
         "Events a subscription's filters did not match, acknowledged undelivered"

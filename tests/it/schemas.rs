@@ -752,7 +752,11 @@ async fn sse_decodes_avro_and_protobuf_unless_asked_not_to() {
         let ok = publish_one(&server, "mem", &topic, case.valid.clone()).await;
         assert_eq!(ok.status(), 200);
         let path = subscribe_path("mem", &topic, "from=earliest");
-        let decoded = connect(&server, &path, None).await.events(1).await.remove(0);
+        let decoded = connect(&server, &path, None)
+            .await
+            .events(1)
+            .await
+            .remove(0);
         assert_eq!(decoded.json["datacontenttype"], "application/json");
         let mut expected = case.valid.clone();
         if case.format == "avro" {
@@ -765,7 +769,11 @@ async fn sse_decodes_avro_and_protobuf_unless_asked_not_to() {
             .ends_with(case.file));
 
         let raw_path = subscribe_path("mem", &topic, "from=earliest&decode=false");
-        let raw = connect(&server, &raw_path, None).await.events(1).await.remove(0);
+        let raw = connect(&server, &raw_path, None)
+            .await
+            .events(1)
+            .await
+            .remove(0);
         assert_eq!(raw.json["id"], decoded.json["id"]);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(raw.json["data_base64"].as_str().unwrap())

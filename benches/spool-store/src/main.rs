@@ -10,6 +10,9 @@
 //!   (records framed as `[u32 LE len][u32 LE crc32(payload)][payload]`, 64 MiB
 //!   segments, one `write_all` + `File::sync_data()` per group, a small durable
 //!   cursor file for the consumed position, whole segments deleted once consumed);
+//! * `segment-pre`: the same log with each new segment pre-sized to 64 MiB by a sparse
+//!   `set_len` (as fjall does for its journal) so appends never grow the file size;
+//!   zeros past the last record read as end-of-segment (so empty records are refused);
 //! * `redb`: one table `u64 -> &[u8]`, one write transaction per group with the
 //!   default durability (fsync on commit), range reads, key deletes per group;
 //! * `fjall`: one keyspace with u64 big-endian keys, one write batch per group then
@@ -1160,29 +1163,34 @@ fn dir_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn run_store(store: Store, a: &RunArgs, base: &Path) -> Res<StoreReport> {
-    let name = s(store.name());
-    let mut appends = Vec::new();
-    for &g in &a.groups {
-        let tmp = tempfile::tempdir_in(base)?;
-        eprintln!("[{name}] append group={g} ...");
-        let mut r: AppendResult = child(&[
-            s("append"),
-            s("--store"),
-            name.clone(),
-            s("--dir"),
-            dir_arg(tmp.path()),
-            s("--group"),
-            s(g),
-            s("--max-events"),
-            s(a.max_events),
-            s("--max-secs"),
-            s(a.max_secs),
-        ])?;
-        r.disk_bytes = disk_usage(tmp.path())?;
-        appends.push(r);
-    }
+/// One append setting in a fresh child process and a fresh scratch directory.
+fn run_append(store: Store, group: usize, a: &RunArgs, base: &Path) -> Res<AppendResult> {
+    let tmp = tempfile::tempdir_in(base)?;
+    eprintln!("[{}] append group={group} ...", store.name());
+    let mut r: AppendResult = child(&[
+        s("append"),
+        s("--store"),
+        s(store.name()),
+        s("--dir"),
+        dir_arg(tmp.path()),
+        s("--group"),
+        s(group),
+        s("--max-events"),
+        s(a.max_events),
+        s("--max-secs"),
+        s(a.max_secs),
+    ])?;
+    r.disk_bytes = disk_usage(tmp.path())?;
+    Ok(r)
+}
 
+fn run_store(
+    store: Store,
+    appends: Vec<AppendResult>,
+    a: &RunArgs,
+    base: &Path,
+) -> Res<StoreReport> {
+    let name = s(store.name());
     let tmp = tempfile::tempdir_in(base)?;
     let d = dir_arg(tmp.path());
     eprintln!(
@@ -1286,8 +1294,9 @@ fn print_report(r: &Report) {
         "p99 ms",
         "max ms"
     );
-    for st in &r.stores {
-        for a in &st.appends {
+    let settings = r.stores.first().map_or(0, |st| st.appends.len());
+    for i in 0..settings {
+        for a in r.stores.iter().filter_map(|st| st.appends.get(i)) {
             println!(
                 "{:<11} {:>5} {:>8} {:>6.2} {:>10.0} {:>8.1} {:>10.2} {:>9.3} {:>9.3} {:>9.3}",
                 a.store.name(),
@@ -1320,7 +1329,7 @@ fn print_report(r: &Report) {
         "rec warm s",
         "RSS MiB",
         "rec CPU s",
-        "CPU us/ev"
+        "fill us/ev"
     );
     for st in &r.stores {
         let c = &st.recover_cold;
@@ -1402,9 +1411,17 @@ fn run_all(a: &RunArgs) -> Res<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir(),
     };
+    // Append settings are interleaved across candidates (group by group) so that
+    // drifts in the shared machine's fsync latency hit every candidate alike.
+    let mut appends = vec![Vec::new(); a.stores.len()];
+    for &g in &a.groups {
+        for (i, &st) in a.stores.iter().enumerate() {
+            appends[i].push(run_append(st, g, a, &base)?);
+        }
+    }
     let mut stores = Vec::new();
-    for &st in &a.stores {
-        stores.push(run_store(st, a, &base)?);
+    for (&st, ap) in a.stores.iter().zip(appends) {
+        stores.push(run_store(st, ap, a, &base)?);
     }
     eprintln!("[segment] torn-tail checks ...");
     let torn = vec![cmd_torn(&base, false)?, cmd_torn(&base, true)?];

@@ -112,19 +112,17 @@ pub async fn publish_batch(
         None => Vec::new(),
     }
     .into_iter();
-    let ok_status = if request.respond_async {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    // Without a receiver (respond-async, spool idle) nothing is known yet of the outcomes.
+    let known = outcomes.len() > 0;
     let mut failed = 0;
+    let mut spooled = 0;
     let results = ids
         .into_iter()
         .zip(errors)
         .map(|(id, error)| {
             let outcome = match error {
                 Some(e) => Err(e),
-                None if request.respond_async => Ok(None),
+                None if !known => Ok(None),
                 None => outcomes
                     .next()
                     .expect("one result per submitted event")
@@ -132,12 +130,20 @@ pub async fn publish_batch(
                     .map_err(ApiError::from),
             };
             match outcome {
-                Ok(position) => EntryResult {
-                    id,
-                    status: ok_status.as_u16(),
-                    position,
-                    error: None,
-                },
+                Ok(position) => {
+                    let is_spooled = position.as_ref().is_some_and(|p| p.spooled);
+                    spooled += usize::from(is_spooled);
+                    let status = match request.respond_async || is_spooled {
+                        true => StatusCode::ACCEPTED,
+                        false => StatusCode::OK,
+                    };
+                    EntryResult {
+                        id,
+                        status: status.as_u16(),
+                        position,
+                        error: None,
+                    }
+                }
                 Err(e) => {
                     failed += 1;
                     EntryResult {
@@ -150,10 +156,10 @@ pub async fn publish_batch(
             }
         })
         .collect();
-    let status = if request.respond_async {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    // 202 when nothing reached the broker yet: respond-async, or every event spooled.
+    let status = match request.respond_async || (spooled > 0 && spooled == accepted) {
+        true => StatusCode::ACCEPTED,
+        false => StatusCode::OK,
     };
     let claim = if failed == 0 { claim } else { None };
     Ok(succeed(status, &BatchResponse { results, failed }, claim))

@@ -65,5 +65,9 @@ pub async fn publish_one(
         .await
         .map_err(|_| ApiError::Unavailable("sidebus is stopping".into(), RETRY_AFTER))?;
     let position = results.pop().expect("one result per event")?;
-    Ok(succeed(StatusCode::OK, &published(Some(&position)), claim))
+    let status = match request.respond_async || position.spooled {
+        true => StatusCode::ACCEPTED,
+        false => StatusCode::OK,
+    };
+    Ok(succeed(status, &published(Some(&position)), claim))
 }
