@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::pipeline::RETRY_AFTER;
+use crate::spool::Backlog;
 
 /// One entry of `GET /v1/brokers`.
 #[derive(Debug, Serialize)]
@@ -17,6 +18,9 @@ struct BrokerInfo {
     kind: &'static str,
     connected: bool,
     last_error: Option<String>,
+    /// What the broker's spool holds, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<Backlog>,
 }
 
 /// Body of `GET /v1/brokers`.
@@ -35,6 +39,7 @@ fn broker_infos(state: &AppState) -> Vec<BrokerInfo> {
                 kind: b.backend.kind(),
                 connected: status.connected,
                 last_error: status.last_error,
+                spool: b.spool.as_ref().map(|s| s.backlog()),
             }
         })
         .collect()
@@ -45,12 +50,19 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when every configured broker is reachable, else 503 naming the others.
+/// `GET /readyz`: 200 when every configured broker is reachable — or, for a broker with a
+/// spool, while its spool has room —, else 503 naming the others.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let brokers = broker_infos(&state);
     let down: Vec<String> = brokers
         .iter()
         .filter(|b| !b.connected)
+        .filter(|b| {
+            state
+                .broker(&b.name)
+                .and_then(|b| b.spool.as_ref())
+                .is_none_or(|s| !s.has_room())
+        })
         .map(|b| match &b.last_error {
             Some(e) => format!("{} ({e})", b.name),
             None => b.name.clone(),

@@ -14,7 +14,7 @@ use crate::backend::{Backend, Outbound, PublishError, PublishResult};
 const CHUNK: usize = 512;
 /// First wait after a failed forward; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Tries an event the broker refuses outright (not "unavailable") gets before it is dropped, so
 /// one poisoned event cannot hold the spool for ever.
 const REFUSALS: u32 = 5;

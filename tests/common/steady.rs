@@ -35,6 +35,12 @@ impl Steady {
     /// Starts `publishers` loops, each POSTing one event with a unique `ce-id` to `url` at most
     /// every `every`, waiting for each answer before the next.
     pub fn start(url: String, publishers: usize, every: Duration) -> Self {
+        Self::start_with(url, publishers, every, false)
+    }
+
+    /// Like [`Steady::start`]; with `keyed`, publisher `p`'s events carry the partition key
+    /// `p<p>`, so per-key order is each publisher's order.
+    pub fn start_with(url: String, publishers: usize, every: Duration, keyed: bool) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -56,13 +62,11 @@ impl Steady {
                         _ = stopped.wait_for(|s| *s) => return,
                     }
                     let id = format!("p{p}-{i}");
-                    let (status, content_type) = match http
-                        .post(&url)
-                        .header("ce-id", &id)
-                        .body(id.clone())
-                        .send()
-                        .await
-                    {
+                    let mut request = http.post(&url).header("ce-id", &id).body(id.clone());
+                    if keyed {
+                        request = request.header("ce-partitionkey", format!("p{p}"));
+                    }
+                    let (status, content_type) = match request.send().await {
                         Ok(r) => (
                             r.status().as_u16(),
                             r.headers()

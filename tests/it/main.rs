@@ -33,6 +33,7 @@ mod publish_nats;
 mod schemas;
 mod security;
 mod shutdown;
+mod spool;
 mod sse;
 mod sse_browser;
 mod sse_resume;
