@@ -24,7 +24,9 @@ impl BrokerKind {
 }
 
 /// The phases of the throughput run, in the order they run.
-const PHASES: [&str; 8] = ["a", "b", "c", "c_async", "d", "s", "s_json", "s_avro"];
+const PHASES: [&str; 10] = [
+    "a", "b", "c", "c_async", "d", "s", "s_json", "s_avro", "c_spool", "d_spool",
+];
 
 /// sidebus end-to-end load harness.
 #[derive(Parser, Debug, Clone)]
@@ -80,9 +82,9 @@ pub(crate) struct Args {
     /// the defaults in the same harness, e.g. `--sidebus-toml $'[pipeline]\nlinger = "1ms"'`.
     #[arg(long, default_value = "")]
     pub(crate) sidebus_toml: String,
-    /// Phases of the throughput run to measure (a, b, c, c_async, d, and the schema phases s,
-    /// s_json, s_avro), e.g. `--phases c` to profile one; ratios are printed for the phases
-    /// measured. All by default.
+    /// Phases of the throughput run to measure (a, b, c, c_async, d, the schema phases s,
+    /// s_json, s_avro and the spool phases c_spool, d_spool), e.g. `--phases c` to profile one;
+    /// ratios are printed for the phases measured. All by default.
     #[arg(long, value_delimiter = ',', default_values_t = PHASES.map(String::from))]
     pub(crate) phases: Vec<String>,
     /// Passed by `cargo bench`; ignored.

@@ -11,7 +11,10 @@
 //! - the schema phases, single ack-wait POSTs of a 1 KiB order event (nested objects, eight line
 //!   items): (s) with no schema rule, (s_json) checked by a JSON Schema rule, (s_avro) encoded to
 //!   Avro by a native rule — the rules pick events by CloudEvent type, so all three go to the same
-//!   topic, and the report prints each rule's sidebus CPU per event over (s).
+//!   topic, and the report prints each rule's sidebus CPU per event over (s);
+//! - the spool phases: (c_spool) phase (c) through the same broker with a spool configured (the
+//!   broker up, so the spool is never written), and (d_spool) batches of 100 to a broker that is
+//!   never reachable, so every event is written to its spool: the spooling throughput.
 //!
 //! It prints events/s, MB/s (payload bytes, 10^6 B), latency percentiles (per request; per
 //! publish for native), CPU seconds (whole process, and split by thread group), the brokers' own
@@ -78,6 +81,11 @@ use crate::server::{bare_router, serve, start_sidebus, wait_connected};
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name sidebus knows the broker under.
 const BROKER: &str = "bench";
+/// The same broker with a spool (phase c_spool).
+const SPOOLED: &str = "bench-spooled";
+/// A broker that is never reachable, with a spool: everything published to it is spooled
+/// (phase d_spool).
+const AWAY: &str = "bench-away";
 const EVENT_TYPE: &str = "com.example.bench";
 /// The CloudEvent type the JSON Schema rule of the schema phases applies to.
 const SCHEMA_JSON_TYPE: &str = "com.example.order.json";
@@ -115,7 +123,10 @@ fn main() {
     let setup = client_rt.block_on(BrokerSetup::start(&args, &topic));
     let (sidebus_addr, state) = server_rt.block_on(start_sidebus(&args, &setup));
     let bare_addr = server_rt.block_on(serve(bare_router()));
-    client_rt.block_on(wait_connected(&state, args.broker));
+    client_rt.block_on(wait_connected(&state, BROKER, args.broker));
+    if state.broker(SPOOLED).is_some() {
+        client_rt.block_on(wait_connected(&state, SPOOLED, args.broker));
+    }
 
     let ctx = Ctx {
         topic: topic.clone(),
@@ -142,6 +153,7 @@ fn main() {
         }
     });
     client_rt.block_on(setup.cleanup(&topic));
+    let _ = std::fs::remove_dir_all(server::state_dir());
 
     print!("{}", report.table(&ctx));
     if let Some(path) = &ctx.args.json {
@@ -178,7 +190,12 @@ struct Ctx {
 
 impl Ctx {
     fn events_path(&self) -> String {
-        format!("/v1/publish/{BROKER}/{}", self.topic)
+        self.path_for(BROKER)
+    }
+
+    /// The publish path of the run's topic on sidebus's broker `broker`.
+    fn path_for(&self, broker: &str) -> String {
+        format!("/v1/publish/{broker}/{}", self.topic)
     }
 }
 

@@ -145,6 +145,8 @@ pub(crate) struct Spec {
     events_per_op: u64,
     /// The phase loads sidebus: wait for its pipeline to empty before and after.
     sidebus: bool,
+    /// The status a sidebus request of the phase answers when it succeeds.
+    pub(crate) expect: http::StatusCode,
 }
 
 impl Spec {
@@ -159,7 +161,13 @@ impl Spec {
             concurrency: concurrency.into(),
             events_per_op: 1,
             sidebus: false,
+            expect: http::StatusCode::OK,
         }
+    }
+
+    pub(crate) fn expect(mut self, status: http::StatusCode) -> Self {
+        self.expect = status;
+        self
     }
 
     pub(crate) fn sidebus(mut self) -> Self {

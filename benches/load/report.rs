@@ -193,6 +193,24 @@ impl Report {
         for (name, value) in self.ratios() {
             let _ = writeln!(out, "ratio {name} = {value:.3}");
         }
+        if let (Some(plain), Some(spooled)) = (
+            self.get("c").and_then(Phase::server_us_per_event),
+            self.get("c_spool").and_then(Phase::server_us_per_event),
+        ) {
+            let _ = writeln!(
+                out,
+                "spool cost c_spool sidebus runtime CPU {spooled:.2} µs/event, {:+.2} µs over c (no spool)",
+                spooled - plain
+            );
+        }
+        if let Some(away) = self.get("d_spool") {
+            let _ = writeln!(
+                out,
+                "spooling throughput d_spool {:.0} events/s ({:.1} MB/s of payload) to a broker that is away",
+                away.events_per_s(),
+                away.mb_per_s(ctx.args.size)
+            );
+        }
         for (key, us, over) in self.schema_costs() {
             let _ = writeln!(
                 out,

@@ -16,7 +16,8 @@ use crate::phase::{phase, Phase, Spec};
 use crate::report::Report;
 use crate::schema::order;
 use crate::{
-    batch_body, payload, Ctx, EVENT_TYPE, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SCHEMA_NONE_TYPE,
+    batch_body, payload, Ctx, AWAY, BROKER, EVENT_TYPE, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE,
+    SCHEMA_NONE_TYPE, SPOOLED,
 };
 
 async fn connections(ctx: &Ctx, addr: SocketAddr, request: HttpRequest) -> Vec<HttpOp> {
@@ -124,7 +125,9 @@ pub(crate) async fn run_throughput(
     }
 
     if args.measures("d") {
-        phases.push(batch_phase(ctx, setup, sidebus, closed, &conns).await);
+        let label = format!("sidebus batch of {}, ack-wait", args.batch);
+        let spec = Spec::new("d", label, &conns);
+        phases.push(batch_phase(ctx, setup, sidebus, closed, spec, BROKER).await);
     }
 
     let order = Bytes::from(order(args.size).to_string());
@@ -153,33 +156,54 @@ pub(crate) async fn run_throughput(
             phases.push(phase(ctx, spec, ops, closed).await);
         }
     }
+
+    if args.measures("c_spool") {
+        phases.push(match setup {
+            BrokerSetup::Memory => Phase::skipped("c_spool", "spool", NO_SPOOL),
+            _ => {
+                setup.empty().await;
+                let path = ctx.path_for(SPOOLED);
+                let request = binary_request(path, EVENT_TYPE, false, ctx.payload.clone());
+                let ops = connections(ctx, sidebus, request).await;
+                let label = "sidebus single, ack-wait, spool configured";
+                let spec = Spec::new("c_spool", label, &conns).sidebus();
+                phase(ctx, spec, ops, closed).await
+            }
+        });
+    }
+    if args.measures("d_spool") {
+        let label = format!("sidebus batch of {}, broker away: spooled", args.batch);
+        let spec = Spec::new("d_spool", label, &conns).expect(StatusCode::ACCEPTED);
+        phases.push(batch_phase(ctx, setup, sidebus, closed, spec, AWAY).await);
+    }
     Report::new(setup, phases, None)
 }
 
-/// Phase (d): batches of `--batch` structured events, awaiting acknowledgement.
+const NO_SPOOL: &str = "n/a: the memory broker takes no spool";
+
+/// Batches of `--batch` structured events to `broker`, awaiting acknowledgement (phase d), or
+/// spooling (d_spool).
 async fn batch_phase(
     ctx: &Ctx,
     setup: &BrokerSetup,
     sidebus: SocketAddr,
     closed: Drive,
-    conns: &str,
+    spec: Spec,
+    broker: &str,
 ) -> Phase {
     let args = &ctx.args;
     let batch = HttpRequest {
-        path: format!("{}/batch", ctx.events_path()),
+        path: format!("{}/batch", ctx.path_for(broker)),
         headers: vec![(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents-batch+json"),
         )],
         body: Body::Batch(batch_body(args.batch, &payload(args.size))),
-        expect: StatusCode::OK,
+        expect: spec.expect,
     };
     setup.empty().await;
     let ops = connections(ctx, sidebus, batch).await;
-    let label = format!("sidebus batch of {}, ack-wait", args.batch);
-    let spec = Spec::new("d", label, conns)
-        .sidebus()
-        .events_per_op(args.batch as u64);
+    let spec = spec.sidebus().events_per_op(args.batch as u64);
     phase(ctx, spec, ops, closed).await
 }
 

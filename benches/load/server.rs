@@ -11,7 +11,7 @@ use sidebus::{AppState, RawConfig};
 use crate::args::{Args, BrokerKind};
 use crate::brokers::BrokerSetup;
 use crate::schema::{ORDER_AVSC, ORDER_JSON_SCHEMA};
-use crate::{BROKER, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SOURCE};
+use crate::{AWAY, BROKER, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SOURCE, SPOOLED};
 
 /// Longest the pipeline may take to empty between phases.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     let max_event = kib(args.size.max(1 << 20));
     let max_body = kib((args.batch * (args.size + 512) * 2).max(4 << 20));
     let pipeline_bytes = max_body.max(32 << 10);
-    let state_dir = std::env::temp_dir().join(format!("sidebus-bench-{}", std::process::id()));
+    let state_dir = state_dir();
     let broker = match setup {
         BrokerSetup::Memory => format!(
             "kind = \"memory\"\nretention = {}\n",
@@ -54,14 +54,25 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
         BrokerSetup::Nats { url, .. } => format!("kind = \"nats\"\nurl = \"{url}\"\n"),
         BrokerSetup::Amqp { url, .. } => format!("kind = \"amqp\"\nurl = \"{url}\"\n"),
     };
+    // The spool phases: the same broker with a spool, and a broker that is never there.
+    let spooled = match setup {
+        BrokerSetup::Memory => String::new(),
+        _ => format!("[brokers.{SPOOLED}]\n{broker}[brokers.{SPOOLED}.spool]\nmax_bytes = \"4GiB\"\n"),
+    };
     format!(
         "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
          limits = {{ max_body = \"{max_body}KiB\", max_event = \"{max_event}KiB\", max_batch = 1000, pipeline_depth = 65536, pipeline_bytes = \"{pipeline_bytes}KiB\" }}\n\
-         {}\n[brokers.{BROKER}]\n{broker}{}",
+         {}\n[brokers.{BROKER}]\n{broker}{spooled}\
+         [brokers.{AWAY}]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:1\"\n[brokers.{AWAY}.spool]\nmax_bytes = \"4GiB\"\n{}",
         state_dir.display(),
         args.sidebus_toml,
         schema_rules(&state_dir),
     )
+}
+
+/// sidebus's state directory for this run (schema files, spools); removed at the end.
+pub(crate) fn state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sidebus-bench-{}", std::process::id()))
 }
 
 /// The schema phases' two rules, picked by CloudEvent type so that every phase publishes to the
@@ -95,8 +106,8 @@ pub(crate) async fn start_sidebus(args: &Args, setup: &BrokerSetup) -> (SocketAd
     (addr, state)
 }
 
-pub(crate) async fn wait_connected(state: &AppState, kind: BrokerKind) {
-    let broker = state.broker(BROKER).expect("the bench broker");
+pub(crate) async fn wait_connected(state: &AppState, name: &str, kind: BrokerKind) {
+    let broker = state.broker(name).expect("a bench broker");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = broker.backend.status();
@@ -117,8 +128,7 @@ pub(crate) async fn wait_connected(state: &AppState, kind: BrokerKind) {
 /// Waits until sidebus's pipeline holds nothing (events accepted with respond-async included).
 pub(crate) async fn drain(state: &AppState) -> Duration {
     let started = Instant::now();
-    let pipeline = &state.broker(BROKER).expect("the bench broker").pipeline;
-    while pipeline.in_flight() > 0 && started.elapsed() < DRAIN_LIMIT {
+    while state.brokers().any(|b| b.pipeline.in_flight() > 0) && started.elapsed() < DRAIN_LIMIT {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()

@@ -90,6 +90,7 @@ pub(super) async fn run(
             }
             Err(e) => tracing::error!(broker, error = %e, "spool: freeing panicked"),
         }
+        spool.held.fetch_sub(count, Ordering::AcqRel);
         spool.meters.forwarded.increment(count);
         *spool.last_error.lock().expect("spool lock") = None;
         spool.update_gauges();

@@ -60,6 +60,9 @@ pub struct Spool {
     jobs: mpsc::UnboundedSender<Job>,
     /// Appends decided on and not yet written.
     pending: AtomicU64,
+    /// Events written and not yet released (the log's count, readable without its lock: the
+    /// pipeline asks on every publish).
+    held: AtomicU64,
     /// Wakes the forwarder when something was appended.
     appended: Notify,
     /// Unix ms at which the oldest unreleased event was spooled (0 = none known).
@@ -140,6 +143,7 @@ impl Spool {
             log: log.clone(),
             jobs,
             pending: AtomicU64::new(0),
+            held: AtomicU64::new(recovered.records),
             appended: Notify::new(),
             oldest_ms: AtomicU64::new(0),
             meters,
@@ -156,7 +160,7 @@ impl Spool {
 
     /// Whether new events must go to the spool: it holds events, or an append is under way.
     pub fn busy(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > 0 || self.log.records() > 0
+        self.pending.load(Ordering::Acquire) > 0 || self.held.load(Ordering::Acquire) > 0
     }
 
     /// Marks an append as decided on, before it is written.
@@ -193,6 +197,7 @@ impl Spool {
             .await
             .unwrap_or_else(|_| Err("the spool's writer has stopped".into()));
         if result.is_ok() {
+            self.held.fetch_add(events.len() as u64, Ordering::AcqRel);
             let _ = self
                 .oldest_ms
                 .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
@@ -241,6 +246,7 @@ impl Spool {
 fn write_loop(log: &SegmentLog, mut queue: mpsc::UnboundedReceiver<Job>) {
     /// Bytes one group takes at most, so a sync never waits on an unbounded write.
     const GROUP_BYTES: usize = 8 << 20;
+    let mut frames = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group[0].frames.len();
@@ -255,12 +261,16 @@ fn write_loop(log: &SegmentLog, mut queue: mpsc::UnboundedReceiver<Job>) {
         }
         // One job that does not fit must not sink the others with it: write the group whole
         // when it fits, else each job alone.
-        let frames: Vec<u8> = group
-            .iter()
-            .flat_map(|j| j.frames.iter().copied())
-            .collect();
+        frames.clear();
+        for job in &group {
+            frames.extend_from_slice(&job.frames);
+        }
         let count = group.iter().map(|j| j.count).sum();
-        match log.append(&frames, count) {
+        let result = log.append(&frames, count);
+        if frames.capacity() > GROUP_BYTES {
+            frames = Vec::new();
+        }
+        match result {
             Ok(()) => {
                 for job in group {
                     let _ = job.done.send(Ok(()));
