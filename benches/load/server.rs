@@ -57,7 +57,9 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
     // The spool phases: the same broker with a spool, and a broker that is never there.
     let spooled = match setup {
         BrokerSetup::Memory => String::new(),
-        _ => format!("[brokers.{SPOOLED}]\n{broker}[brokers.{SPOOLED}.spool]\nmax_bytes = \"4GiB\"\n"),
+        _ => format!(
+            "[brokers.{SPOOLED}]\n{broker}[brokers.{SPOOLED}.spool]\nmax_bytes = \"4GiB\"\n"
+        ),
     };
     format!(
         "source = \"{SOURCE}\"\nstate_dir = \"{}\"\n\
