@@ -40,6 +40,9 @@ pub enum RunError {
     /// A broker's spool directory could not be opened or read.
     #[error(transparent)]
     Spool(#[from] spool::OpenError),
+    /// A principal's token could not be read from the environment.
+    #[error(transparent)]
+    Access(#[from] policy::access::MissingToken),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,6 +85,7 @@ pub async fn run(
         api::StartError::Backend(e) => RunError::Backend(e),
         api::StartError::Schemas(e) => RunError::Schemas(e),
         api::StartError::Spool(e) => RunError::Spool(e),
+        api::StartError::Access(e) => RunError::Access(e),
     })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

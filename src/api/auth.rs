@@ -1,25 +1,77 @@
-//! The optional API token on `/v1` routes.
+//! Who is calling: the bearer token of a principal (or the one `access.api_token`) on `/v1`
+//! routes, found before anything else of the request is read.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::policy::access::{Action, Principal};
 
-/// Requires `Authorization: Bearer <access.api_token>` on `/v1` paths when a token is set.
-/// The comparison takes the same time whatever prefix of the token matches.
-pub async fn require_token(
+/// The principal a request authenticated as; `None` when the API is open (no token and no
+/// principals configured). Every request carries one, as an extension.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<Arc<Principal>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    /// Fails closed: a request that did not pass [`authenticate`] is never taken as open.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("the request was not authenticated".into()))
+    }
+}
+
+impl Caller {
+    /// `Ok` when the caller may do `action` on `topic`; else the `403` naming the principal,
+    /// what it lacks and the topic.
+    pub fn check(&self, action: Action, topic: &str) -> Result<(), ApiError> {
+        let Some(principal) = &self.0 else {
+            return Ok(());
+        };
+        if principal.may(action, topic) {
+            return Ok(());
+        }
+        let name = &principal.name;
+        let key = action.key();
+        Err(ApiError::Forbidden(match action {
+            Action::ManageSubscriptions => format!(
+                "principal `{name}` may not manage subscriptions \
+                 (access.principals.{name}.{key} is false)"
+            ),
+            _ => format!(
+                "principal `{name}` may not {key} to topic `{topic}` \
+                 (no pattern of access.principals.{name}.{key} matches it)"
+            ),
+        }))
+    }
+
+    /// The principal's name, for logs and spans.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_ref().map(|p| &*p.name)
+    }
+}
+
+/// On `/v1` paths, when principals (or an API token) are configured, requires
+/// `Authorization: Bearer <token>` of one of them (`401` otherwise) and records who it is.
+pub async fn authenticate(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = state.config().access.api_token.as_deref() else {
-        return next.run(request).await;
-    };
-    if !request.uri().path().starts_with("/v1/") && request.uri().path() != "/v1" {
+    let principals = state.principals();
+    let path = request.uri().path();
+    if !principals.required() || !(path.starts_with("/v1/") || path == "/v1") {
+        request.extensions_mut().insert(Caller(None));
         return next.run(request).await;
     }
     let presented = request
@@ -31,8 +83,8 @@ pub async fn require_token(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let valid = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
-    if valid {
+    if let Some(principal) = presented.and_then(|token| principals.authenticate(token)) {
+        request.extensions_mut().insert(Caller(Some(principal)));
         return next.run(request).await;
     }
     let detail = if presented.is_some() {

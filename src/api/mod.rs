@@ -81,7 +81,8 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
     //  3. DefaultBodyLimit: bodies are read (decoded) up to `limits.max_body`, then refused with
     //     413, so a body that inflates past it is never inflated further;
     //  4. the fallbacks: an unknown path is 404 and a known one with another method 405;
-    //  5. auth: `/v1` routes need the API token when one is configured (401);
+    //  5. auth: `/v1` routes need a principal's token (or the API token) when any is configured
+    //     (401), and the request carries who it is;
     //  6. observe (publish routes only): the `publish` span, the trace context the events carry,
     //     and the request metrics per broker.
     let publish = Router::new()
@@ -106,7 +107,7 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(SUBSCRIPTION_RESUME, post(subscriptions::resume))
         .route(SUBSCRIBE_SSE, sse_route)
         .route(FILTERS_EVALUATE, post(filters::evaluate))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -5,11 +5,14 @@
 use std::time::Instant;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use super::auth::Caller;
+use super::error::ApiError;
 use super::AppState;
 use crate::event::trace::{self, TraceContext};
 use crate::pipeline::meters::{status_label, Mode};
@@ -19,6 +22,30 @@ use crate::telemetry;
 /// the span when spans are exported; `None` when the request carries none.
 #[derive(Debug, Clone)]
 pub struct Trace(pub Option<TraceContext>);
+
+/// What the layers found out about a publish request before its handler runs: who sent it and
+/// the trace its events continue.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// The authenticated caller.
+    pub caller: Caller,
+    /// The trace context for the events.
+    pub trace: Trace,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Publisher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let trace = parts
+            .extensions
+            .get::<Trace>()
+            .cloned()
+            .unwrap_or(Trace(None));
+        Ok(Self { caller, trace })
+    }
+}
 
 /// Wraps a publish route (`batch` tells which): span, trace context, request metrics.
 pub async fn publish(
@@ -36,7 +63,13 @@ pub async fn publish(
     // A path that does not decode is refused by the handler's own extractor; it is counted
     // under `unknown`.
     let (broker, topic) = path.map(|Path(p)| p).unwrap_or_default();
-    let span = tracing::debug_span!("publish", %broker, %topic, mode = mode.label());
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    let principal = caller.name().unwrap_or_default();
+    let span = tracing::debug_span!("publish", %broker, %topic, mode = mode.label(), %principal);
     let incoming = trace::from_headers(request.headers());
     let context = telemetry::tracing::adopt(&span, incoming.as_ref()).or(incoming);
     request.extensions_mut().insert(Trace(context));

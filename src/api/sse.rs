@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::auth::Caller;
 use super::extract::{Path, Query};
 use super::target::{resolve, Direction};
 use crate::api::error::ApiError;
@@ -30,11 +31,16 @@ const STREAMS_RETRY_AFTER: Duration = Duration::from_secs(2);
 pub async fn subscribe(
     State(state): State<AppState>,
     Extension(streams): Extension<Streams>,
+    caller: Caller,
     Path((broker, topic)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match open(&state, &streams, &broker, &topic, &params, &headers).await {
+    match open(
+        &state, &caller, &streams, &broker, &topic, &params, &headers,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -42,6 +48,7 @@ pub async fn subscribe(
 
 async fn open(
     state: &AppState,
+    caller: &Caller,
     streams: &Streams,
     broker: &str,
     topic: &str,
@@ -53,7 +60,7 @@ async fn open(
             "this route answers only text/event-stream; send `Accept: text/event-stream`".into(),
         ));
     }
-    let found = resolve(state, broker, topic, Direction::Subscribe)?;
+    let found = resolve(state, caller, broker, topic, Direction::Subscribe)?;
     let abilities = (found.backend.kind(), found.backend.capabilities());
     let request = parse(abilities, topic, params, headers)?;
     let Some(slot) = streams.try_acquire() else {

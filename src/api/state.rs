@@ -12,6 +12,7 @@ use crate::backend::{self, BackendSettings, BuildError};
 use crate::config::Config;
 use crate::delivery::Registry;
 use crate::pipeline::{Broker, Pipeline};
+use crate::policy::access::{MissingToken, Principals};
 use crate::schemas::{LoadError, SchemaStore};
 use crate::spool::Spool;
 use crate::telemetry;
@@ -30,6 +31,9 @@ pub enum StartError {
     /// A broker's spool directory cannot be opened or read.
     #[error(transparent)]
     Spool(#[from] crate::spool::OpenError),
+    /// A principal's `token_env` names a variable that is not set.
+    #[error(transparent)]
+    Access(#[from] MissingToken),
 }
 
 /// Shared state behind every handler; cheap to clone.
@@ -47,6 +51,7 @@ struct Inner {
     metrics: PrometheusHandle,
     /// Stops every spool's forwarder (what they hold stays on disk for the next start).
     stop_spools: watch::Sender<bool>,
+    principals: Principals,
 }
 
 impl AppState {
@@ -55,6 +60,7 @@ impl AppState {
     /// that cannot be loaded and on settings a client library refuses.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let metrics = telemetry::prometheus();
+        let principals = Principals::compile(&config.access, |var| std::env::var(var).ok())?;
         let schemas = Arc::new(SchemaStore::load(&config).await?);
         let settings = BackendSettings {
             ack_timeout: config.pipeline.ack_timeout,
@@ -117,6 +123,7 @@ impl AppState {
                 idempotency,
                 metrics,
                 stop_spools,
+                principals,
             }),
         })
     }
@@ -144,6 +151,11 @@ impl AppState {
     /// The schema rules and the decoder of schema-encoded events.
     pub fn schemas(&self) -> &Arc<SchemaStore> {
         &self.inner.schemas
+    }
+
+    /// Who may call the API, by bearer token.
+    pub fn principals(&self) -> &Principals {
+        &self.inner.principals
     }
 
     /// The idempotency window.

@@ -1,11 +1,14 @@
 //! The broker and topic a publish or subscribe request names, resolved and checked in one order
 //! for both directions: a configured broker (404), a valid topic name (400), allowed for the
-//! direction (403), and acceptable to that broker (400).
+//! direction by `[access]` and by the caller's principal (403), and acceptable to that broker
+//! (400).
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
 use crate::config::topic::{validate_topic, TopicPattern};
 use crate::pipeline::Broker;
+use crate::policy::access::Action;
 
 /// Which way events flow, for the allow-lists of `[access]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +23,7 @@ pub enum Direction {
 /// takes a topic pattern (`orders.*`) where the broker can consume one.
 pub fn resolve<'a>(
     state: &'a AppState,
+    caller: &Caller,
     broker: &str,
     topic: &str,
     direction: Direction,
@@ -56,6 +60,13 @@ pub fn resolve<'a>(
             "{verb} topic `{topic}` is not allowed ({list})"
         )));
     }
+    caller.check(
+        match direction {
+            Direction::Publish => Action::Publish,
+            Direction::Subscribe => Action::Subscribe,
+        },
+        topic,
+    )?;
     found
         .backend
         .check_topic(topic)

@@ -15,7 +15,7 @@ mod telemetry;
 pub mod topic;
 mod whole;
 
-pub use access::AccessConfig;
+pub use access::{AccessConfig, PrincipalConfig};
 pub use brokers::{
     AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig,
     StreamCompression, TlsFiles,
@@ -255,17 +255,7 @@ impl RawConfig {
         for (name, broker) in &self.brokers {
             validate_broker(name, broker)?;
         }
-        if self
-            .access
-            .api_token
-            .as_deref()
-            .is_some_and(|t| t.len() < 16)
-        {
-            return Err(invalid(
-                "access.api_token",
-                "must be at least 16 characters",
-            ));
-        }
+        self.access.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, sub) in self.subscriptions.iter().enumerate() {
             let name = sub

@@ -26,6 +26,7 @@ mod openapi_spec;
 mod otlp;
 mod outage;
 mod overload;
+mod principals;
 mod publish_amqp;
 mod publish_kafka;
 mod publish_memory;

@@ -4,14 +4,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use axum::Extension;
 use serde::Serialize;
 
 use super::replay::{claim_key, succeed};
 use super::{check_schema, content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{Body, Path, Query};
-use crate::api::observe::Trace;
+use crate::api::observe::Publisher;
 use crate::api::AppState;
 use crate::backend::{Outbound, Position, PublishResult};
 use crate::event::{self, Event, EventError};
@@ -41,12 +40,12 @@ pub async fn publish_batch(
     State(state): State<AppState>,
     Path((broker, topic)): Path<(String, String)>,
     Query(params): Query<PublishParams>,
-    Extension(trace): Extension<Trace>,
+    publisher: Publisher,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
 ) -> Result<Response, ApiError> {
-    let request = prepare(&state, &broker, &topic, params, &headers, trace, body)?;
+    let request = prepare(&state, publisher, &broker, &topic, params, &headers, body)?;
     let body = &request.body;
     let parsed: Vec<Result<Event, EventError>> = match content_type(&headers).as_str() {
         BATCH_JSON => event::parse_batch_json(body, &request.defaults)?,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, FieldError};
 use super::extract::Body;
-use super::observe::Trace;
+use super::observe::{Publisher, Trace};
 use super::target::{resolve, Direction};
 use super::AppState;
 use crate::backend::Position;
@@ -59,14 +59,17 @@ struct Request<'a> {
 /// reported before a body that is too large.
 fn prepare<'a>(
     state: &'a AppState,
+    Publisher {
+        caller,
+        trace: Trace(trace),
+    }: Publisher,
     broker: &str,
     topic: &str,
     params: PublishParams,
     headers: &HeaderMap,
-    Trace(trace): Trace,
     body: Result<Body, ApiError>,
 ) -> Result<Request<'a>, ApiError> {
-    let found = resolve(state, broker, topic, Direction::Publish)?;
+    let found = resolve(state, &caller, broker, topic, Direction::Publish)?;
     let Body(body) = body?;
     let respond_async = headers
         .get_all("prefer")

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use axum::Extension;
 
 use super::replay::{claim_key, succeed};
 use super::{
@@ -11,7 +10,7 @@ use super::{
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{Body, Path, Query};
-use crate::api::observe::Trace;
+use crate::api::observe::Publisher;
 use crate::api::AppState;
 use crate::backend::Outbound;
 use crate::event;
@@ -23,12 +22,12 @@ pub async fn publish_one(
     State(state): State<AppState>,
     Path((broker, topic)): Path<(String, String)>,
     Query(params): Query<PublishParams>,
-    Extension(trace): Extension<Trace>,
+    publisher: Publisher,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
 ) -> Result<Response, ApiError> {
-    let request = prepare(&state, &broker, &topic, params, &headers, trace, body)?;
+    let request = prepare(&state, publisher, &broker, &topic, params, &headers, body)?;
     let body = &request.body;
     let event = match content_type(&headers).as_str() {
         STRUCTURED => event::parse_structured(body, body, &request.defaults)?,
