@@ -13,6 +13,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod pipeline;
 pub mod policy;
+pub mod quota;
 pub mod schemas;
 pub mod spool;
 pub mod telemetry;

@@ -12,6 +12,8 @@
 //!   items): (s) with no schema rule, (s_json) checked by a JSON Schema rule, (s_avro) encoded to
 //!   Avro by a native rule — the rules pick events by CloudEvent type, so all three go to the same
 //!   topic, and the report prints each rule's sidebus CPU per event over (s);
+//! - (c_gov) phase (c) against a second sidebus with one principal (every request carries its
+//!   bearer token) and one quota that never refuses: what authentication and a quota check cost;
 //! - the spool phases: (c_spool) phase (c) through the same broker with a spool configured (the
 //!   broker up, so the spool is never written), and (d_spool) batches of 100 to a broker that is
 //!   never reachable, so every event is written to its spool: the spooling throughput.
@@ -121,7 +123,12 @@ fn main() {
 
     let topic = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let setup = client_rt.block_on(BrokerSetup::start(&args, &topic));
-    let (sidebus_addr, state) = server_rt.block_on(start_sidebus(&args, &setup));
+    let (sidebus_addr, state) = server_rt.block_on(start_sidebus(&args, &setup, false));
+    let governed = args.measures("c_gov").then(|| {
+        let (addr, state) = server_rt.block_on(start_sidebus(&args, &setup, true));
+        client_rt.block_on(wait_connected(&state, BROKER, args.broker));
+        (addr, state)
+    });
     let bare_addr = server_rt.block_on(serve(bare_router()));
     client_rt.block_on(wait_connected(&state, BROKER, args.broker));
     if state.broker(SPOOLED).is_some() {
@@ -132,6 +139,7 @@ fn main() {
         topic: topic.clone(),
         payload: Bytes::from(payload(args.size)),
         state,
+        governed,
         broker_pids: broker_pids(args.broker),
         args,
     };
@@ -153,7 +161,8 @@ fn main() {
         }
     });
     client_rt.block_on(setup.cleanup(&topic));
-    let _ = std::fs::remove_dir_all(server::state_dir());
+    let _ = std::fs::remove_dir_all(server::state_dir(false));
+    let _ = std::fs::remove_dir_all(server::state_dir(true));
 
     print!("{}", report.table(&ctx));
     if let Some(path) = &ctx.args.json {
@@ -185,6 +194,8 @@ struct Ctx {
     topic: String,
     payload: Bytes,
     state: AppState,
+    /// Phase c_gov's sidebus (a principal and a quota), with its address.
+    governed: Option<(std::net::SocketAddr, AppState)>,
     broker_pids: Vec<u32>,
 }
 

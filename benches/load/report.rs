@@ -203,6 +203,16 @@ impl Report {
                 spooled - plain
             );
         }
+        if let (Some(plain), Some(governed)) = (
+            self.get("c").and_then(Phase::server_us_per_event),
+            self.get("c_gov").and_then(Phase::server_us_per_event),
+        ) {
+            let _ = writeln!(
+                out,
+                "governance cost c_gov sidebus runtime CPU {governed:.2} µs/event, {:+.2} µs over c (no principal, no quota)",
+                governed - plain
+            );
+        }
         if let Some(away) = self.get("d_spool") {
             let _ = writeln!(
                 out,

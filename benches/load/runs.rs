@@ -15,6 +15,7 @@ use crate::ops::{Body, HttpOp, HttpRequest};
 use crate::phase::{phase, Phase, Spec};
 use crate::report::Report;
 use crate::schema::order;
+use crate::server::BENCH_TOKEN;
 use crate::{
     batch_body, payload, Ctx, AWAY, BROKER, EVENT_TYPE, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE,
     SCHEMA_NONE_TYPE, SPOOLED,
@@ -175,6 +176,18 @@ pub(crate) async fn run_throughput(
         let label = format!("sidebus batch of {}, broker away: spooled", args.batch);
         let spec = Spec::new("d_spool", label, &conns).expect(StatusCode::ACCEPTED);
         phases.push(batch_phase(ctx, setup, sidebus, closed, spec, AWAY).await);
+    }
+    if let Some((addr, _)) = &ctx.governed {
+        setup.empty().await;
+        let mut request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
+        request.headers.push((
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}")).expect("a header value"),
+        ));
+        let ops = connections(ctx, *addr, request).await;
+        let label = "sidebus single, ack-wait, principal + quota";
+        let spec = Spec::new("c_gov", label, &conns).sidebus();
+        phases.push(phase(ctx, spec, ops, closed).await);
     }
     Report::new(setup, phases, None)
 }

@@ -37,12 +37,12 @@ pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
+fn sidebus_toml(args: &Args, setup: &BrokerSetup, governed: bool) -> String {
     let kib = |bytes: usize| bytes.div_ceil(1024);
     let max_event = kib(args.size.max(1 << 20));
     let max_body = kib((args.batch * (args.size + 512) * 2).max(4 << 20));
     let pipeline_bytes = max_body.max(32 << 10);
-    let state_dir = state_dir();
+    let state_dir = state_dir(governed);
     let broker = match setup {
         BrokerSetup::Memory => format!(
             "kind = \"memory\"\nretention = {}\n",
@@ -69,12 +69,30 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup) -> String {
         state_dir.display(),
         args.sidebus_toml,
         schema_rules(&state_dir),
+    ) + &if governed { governance() } else { String::new() }
+}
+
+/// The token phase c_gov sends.
+pub(crate) const BENCH_TOKEN: &str = "bench-principal-token";
+
+/// Phase c_gov's sidebus: one principal, whose token every request must carry, with a quota
+/// (high enough never to refuse, so that its buckets are checked on every request).
+fn governance() -> String {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(BENCH_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "\n[access.principals.bench]\ntoken_sha256 = \"{digest}\"\npublish = [\">\"]\n\
+         quota = {{ events_per_second = 1000000000, bytes_per_second = \"4000MiB\" }}\n"
     )
 }
 
-/// sidebus's state directory for this run (schema files, spools); removed at the end.
-pub(crate) fn state_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("sidebus-bench-{}", std::process::id()))
+/// A sidebus's state directory for this run (schema files, spools); removed at the end.
+pub(crate) fn state_dir(governed: bool) -> std::path::PathBuf {
+    let suffix = if governed { "-governed" } else { "" };
+    std::env::temp_dir().join(format!("sidebus-bench-{}{suffix}", std::process::id()))
 }
 
 /// The schema phases' two rules, picked by CloudEvent type so that every phase publishes to the
@@ -96,8 +114,13 @@ fn schema_rules(state_dir: &std::path::Path) -> String {
     )
 }
 
-pub(crate) async fn start_sidebus(args: &Args, setup: &BrokerSetup) -> (SocketAddr, AppState) {
-    let toml = sidebus_toml(args, setup);
+/// Starts an in-process sidebus; `governed` adds phase c_gov's principal and quota.
+pub(crate) async fn start_sidebus(
+    args: &Args,
+    setup: &BrokerSetup,
+    governed: bool,
+) -> (SocketAddr, AppState) {
+    let toml = sidebus_toml(args, setup, governed);
     let config = RawConfig::from_toml(&toml)
         .and_then(RawConfig::validate)
         .unwrap_or_else(|e| panic!("bench config is invalid: {e}\n{toml}"));

@@ -93,6 +93,9 @@ pub enum ApiError {
     /// The broker could not take the event and its spool is full or failing (507).
     #[error("{0}")]
     SpoolFull(String),
+    /// A quota has no room for the request now (429, with the rate-limit headers).
+    #[error(transparent)]
+    QuotaExceeded(#[from] crate::quota::Exceeded),
 }
 
 /// The problem+json body.
@@ -140,9 +143,9 @@ impl ApiError {
             ApiError::Unprocessable(_) | ApiError::SchemaViolation { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::TooManyRequests(..) | ApiError::TooManyStreams(..) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyRequests(..)
+            | ApiError::TooManyStreams(..)
+            | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(..) | ApiError::StateUnwritable(_) => {
@@ -178,6 +181,7 @@ impl ApiError {
             ApiError::StateUnwritable(_) => ("state-unwritable", "State directory not writable"),
             ApiError::GatewayTimeout(_) => ("broker-timeout", "Broker acknowledgement timed out"),
             ApiError::SpoolFull(_) => ("spool-full", "Broker unavailable and spool full"),
+            ApiError::QuotaExceeded(_) => ("quota-exceeded", "Quota exceeded"),
         }
     }
 
@@ -207,6 +211,7 @@ impl ApiError {
             | ApiError::Unavailable(_, d) => Some(*d),
             ApiError::StateUnwritable(_) => Some(RETRY_AFTER),
             ApiError::SpoolFull(_) => Some(crate::spool::FULL_RETRY_AFTER),
+            ApiError::QuotaExceeded(e) => Some(e.wait.max(Duration::from_secs(1))),
             _ => None,
         }
     }
@@ -219,10 +224,16 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(delay) = self.retry_after() {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(delay.as_secs().max(1)),
-            );
+            // Whole seconds, rounded up: a client that waits that long finds room.
+            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let ApiError::QuotaExceeded(e) = &self {
+            for (name, value) in [("ratelimit-policy", &e.policy), ("ratelimit", &e.state)] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            }
         }
         response
     }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::delivery::Registry;
 use crate::pipeline::{Broker, Pipeline};
 use crate::policy::access::{MissingToken, Principals};
+use crate::quota::Quotas;
 use crate::schemas::{LoadError, SchemaStore};
 use crate::spool::Spool;
 use crate::telemetry;
@@ -52,6 +53,7 @@ struct Inner {
     /// Stops every spool's forwarder (what they hold stays on disk for the next start).
     stop_spools: watch::Sender<bool>,
     principals: Principals,
+    quotas: Quotas,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let metrics = telemetry::prometheus();
         let principals = Principals::compile(&config.access, |var| std::env::var(var).ok())?;
+        let quotas = Quotas::new(&config.access, &config.quotas);
         let schemas = Arc::new(SchemaStore::load(&config).await?);
         let settings = BackendSettings {
             ack_timeout: config.pipeline.ack_timeout,
@@ -124,6 +127,7 @@ impl AppState {
                 metrics,
                 stop_spools,
                 principals,
+                quotas,
             }),
         })
     }
@@ -156,6 +160,11 @@ impl AppState {
     /// Who may call the API, by bearer token.
     pub fn principals(&self) -> &Principals {
         &self.inner.principals
+    }
+
+    /// Every quota's buckets.
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
     }
 
     /// The idempotency window.

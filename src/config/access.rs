@@ -49,6 +49,9 @@ pub struct PrincipalConfig {
     /// Whether it may create, replace, delete, pause and resume runtime subscriptions.
     #[serde(default)]
     pub manage_subscriptions: bool,
+    /// How much it may publish: a request that does not fit is `429` with `Retry-After`.
+    #[serde(default)]
+    pub quota: Option<super::quota::Limits>,
 }
 
 impl PrincipalConfig {
@@ -73,6 +76,9 @@ impl PrincipalConfig {
                     "needs exactly one of `token_sha256` and `token_env`",
                 ))
             }
+        }
+        if let Some(quota) = &self.quota {
+            quota.validate(&format!("{key}.quota"))?;
         }
         for (field, patterns) in [("publish", &self.publish), ("subscribe", &self.subscribe)] {
             for (i, pattern) in patterns.iter().enumerate() {

@@ -7,6 +7,7 @@ mod error;
 mod idempotency;
 mod limits;
 mod pipeline;
+pub mod quota;
 pub mod schema;
 mod spool;
 mod sse;
@@ -24,6 +25,7 @@ pub use error::{ConfigError, Origin, Problem};
 pub use idempotency::{IdempotencyConfig, RawIdempotency};
 pub use limits::{Limits, RawLimits};
 pub use pipeline::{PipelineConfig, RawPipeline};
+pub use quota::QuotaRule;
 pub use schema::{Encoding, SchemaRegistryConfig, SchemaRule};
 pub use spool::SpoolConfig;
 pub use sse::{RawSse, SseConfig};
@@ -72,6 +74,7 @@ const CONFIG_KEYS: &[&str] = &[
     "telemetry",
     "schema_registry",
     "schemas",
+    "quotas",
 ];
 
 /// The configuration file as written, before validation.
@@ -123,6 +126,9 @@ pub struct RawConfig {
     /// type validates its JSON `data` (and may encode it to Avro / Protobuf).
     #[serde(default)]
     pub schemas: Vec<SchemaRule>,
+    /// `[[quotas]]`: rates shared by every caller of the topics each names.
+    #[serde(default)]
+    pub quotas: Vec<QuotaRule>,
 }
 
 fn default_grace() -> Duration {
@@ -161,6 +167,7 @@ impl Default for RawConfig {
             telemetry: RawTelemetry::default(),
             schema_registry: None,
             schemas: Vec::new(),
+            quotas: Vec::new(),
         }
     }
 }
@@ -196,6 +203,8 @@ pub struct Config {
     pub schema_registry: Option<SchemaRegistryConfig>,
     /// Schema rules, in the order they are tried.
     pub schemas: Vec<SchemaRule>,
+    /// Quota rules by broker and topic.
+    pub quotas: Vec<QuotaRule>,
 }
 
 impl RawConfig {
@@ -276,6 +285,7 @@ impl RawConfig {
         schema::validate(self.schema_registry.as_ref(), &self.schemas, |b| {
             self.brokers.contains_key(b)
         })?;
+        quota::validate(&self.quotas, |b| self.brokers.contains_key(b))?;
         Ok(Config {
             listen,
             state_dir: self.state_dir,
@@ -291,6 +301,7 @@ impl RawConfig {
             telemetry,
             schema_registry: self.schema_registry,
             schemas: self.schemas,
+            quotas: self.quotas,
         })
     }
 }

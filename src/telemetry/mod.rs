@@ -29,6 +29,8 @@ pub const PIPELINE_BYTES: &str = "sidebus_pipeline_bytes";
 pub const PIPELINE_REJECTED: &str = "sidebus_pipeline_rejected_total";
 /// Counter: events refused with 422 because their data broke a `[[schemas]]` rule, by `rule`.
 pub const SCHEMA_REJECTED: &str = "sidebus_schema_rejected_total";
+/// Counter: publishes refused with 429 by a quota, by `quota` (a principal's or a rule's name).
+pub const QUOTA_REJECTED: &str = "sidebus_quota_rejected_total";
 /// Gauge: 1 when a broker is connected, 0 otherwise, by `broker`.
 pub const BROKER_CONNECTED: &str = "sidebus_broker_connected";
 
@@ -139,6 +141,7 @@ fn describe() {
         "Events refused with 422 because their data broke a schema rule, by rule"
     );
     describe_counter!(DEAD_LETTERED, "Events published to a dead-letter topic");
+    describe_counter!(QUOTA_REJECTED, "Publishes refused with 429 by a quota");
     describe_gauge!(SPOOL_EVENTS, "Events in the spool awaiting the broker");
     describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes of the spool's files");
     describe_gauge!(

@@ -31,6 +31,7 @@ mod publish_amqp;
 mod publish_kafka;
 mod publish_memory;
 mod publish_nats;
+mod quotas;
 mod schemas;
 mod security;
 mod shutdown;

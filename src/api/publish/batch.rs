@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::replay::{claim_key, succeed};
-use super::{check_schema, content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
+use super::{admit, check_schema, content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{Body, Path, Query};
 use crate::api::observe::Publisher;
@@ -96,6 +96,8 @@ pub async fn publish_batch(
         }
     }
     let accepted = outbound.len();
+    let bytes = outbound.iter().map(|o| o.event.data.len()).sum();
+    admit(&state, &request, &topic, accepted, bytes)?;
     let waiting = if accepted > 0 {
         request
             .broker

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::extract::Body;
 use super::observe::{Publisher, Trace};
@@ -49,6 +50,7 @@ struct Published<'a> {
 /// What a publish route was asked to do, before any event is parsed.
 struct Request<'a> {
     broker: &'a Broker,
+    caller: Caller,
     topic: Arc<str>,
     respond_async: bool,
     defaults: Defaults,
@@ -80,6 +82,7 @@ fn prepare<'a>(
     let idempotency_key = replay::idempotency_key(headers)?;
     Ok(Request {
         broker: found,
+        caller,
         topic: Arc::from(topic),
         respond_async,
         defaults: Defaults {
@@ -92,6 +95,23 @@ fn prepare<'a>(
         },
         body,
     })
+}
+
+/// Takes `events` events of `bytes` payload bytes from every quota that applies to the caller
+/// and the topic, or refuses the whole request with 429.
+fn admit(
+    state: &AppState,
+    request: &Request<'_>,
+    topic: &str,
+    events: usize,
+    bytes: usize,
+) -> Result<(), ApiError> {
+    let quotas = state.quotas();
+    if quotas.is_empty() {
+        return Ok(());
+    }
+    let broker = &request.broker.name;
+    Ok(quotas.admit(request.caller.name(), broker, topic, events, bytes)?)
 }
 
 /// Checks `event` against the first schema rule that matches it (and encodes it when the rule

@@ -6,7 +6,8 @@ use axum::response::Response;
 
 use super::replay::{claim_key, succeed};
 use super::{
-    check_schema, content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON, STRUCTURED,
+    admit, check_schema, content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON,
+    STRUCTURED,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{Body, Path, Query};
@@ -38,6 +39,7 @@ pub async fn publish_one(
         }
         _ => event::parse_binary(&headers, body.clone(), &request.defaults)?,
     };
+    admit(&state, &request, &topic, 1, event.data.len())?;
     let event = check_schema(&state, &broker, &topic, event)?;
     let claim = match claim_key(&state, "single", &uri, &headers, body)? {
         Ok(claim) => claim,
