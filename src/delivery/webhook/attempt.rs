@@ -24,7 +24,14 @@ use crate::policy::filter::Filters;
 use crate::schemas::SchemaStore;
 
 /// A rate limiter shared by a subscription's deliveries.
-pub type Limiter = governor::DefaultDirectRateLimiter;
+/// On the standard library's monotonic clock: `governor`'s default (`quanta`) ran a CPUID
+/// instruction per read on virtual machines, which the hypervisor traps (see `crate::quota`).
+pub type Limiter = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
 
 /// How long an event refused for order is held before it goes back to the broker, so a broker
 /// that offers it again at once (a JetStream nak) is not asked in a tight loop.

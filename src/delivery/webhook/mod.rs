@@ -216,7 +216,10 @@ async fn agree_on_rate(worker: &Worker, control: &mut watch::Receiver<RunState>)
         }
     }
     if let Some(quota) = quota {
-        let _ = worker.limiter.set(RateLimiter::direct(quota));
+        let _ = worker.limiter.set(RateLimiter::direct_with_clock(
+            quota,
+            governor::clock::MonotonicClock,
+        ));
     }
     true
 }
