@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -395,19 +395,42 @@ fn frame(bytes: &[u8]) -> Frame<'_> {
 }
 
 /// Counts the whole records of a segment from `from` on: `(records, end of the last whole
-/// record, file length)`.
+/// record, file length)`. Streams the file, holding one record at a time.
 fn scan(path: &Path, from: u64) -> io::Result<(u64, u64, u64)> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
     let file_len = file.metadata()?.len();
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let mut at = from.min(file_len) as usize;
+    let mut at = from.min(file_len);
+    let mut reader = BufReader::with_capacity(READ_CHUNK, file);
+    reader.seek(SeekFrom::Start(at))?;
     let mut records = 0;
-    while let Frame::Whole(payload) = frame(&bytes[at..]) {
-        at += FRAME + payload.len();
+    let mut header = [0u8; FRAME];
+    let mut payload = Vec::new();
+    loop {
+        if !read_whole(&mut reader, &mut header)? {
+            break;
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len > MAX_RECORD {
+            break;
+        }
+        payload.resize(len, 0);
+        if !read_whole(&mut reader, &mut payload)? || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        at += (FRAME + len) as u64;
         records += 1;
     }
-    Ok((records, at as u64, file_len))
+    Ok((records, at, file_len))
+}
+
+/// Fills `buf`; false when the file ends first.
+fn read_whole(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match reader.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
