@@ -161,7 +161,7 @@ pub(super) async fn run(
                     let failed: Vec<Outbound> = copies
                         .into_iter()
                         .enumerate()
-                        .filter(|(i, _)| retry.contains(i))
+                        .filter(|(i, _)| retry.binary_search(i).is_ok())
                         .map(|(_, o)| o)
                         .collect();
                     for (i, result) in retry.into_iter().zip(spooled(&spool, &failed).await) {
