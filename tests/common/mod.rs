@@ -258,3 +258,12 @@ pub fn metric_value(metrics: &str, series: &str) -> f64 {
         })
         .unwrap_or_else(|| panic!("{series} missing from:\n{metrics}"))
 }
+
+/// The hex SHA-256 of `text`: what `token_sha256` holds for a principal whose token it is.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -5,18 +5,10 @@
 use serde_json::{json, Value};
 
 use crate::common::sse::{get, subscribe_path};
-use crate::common::{assert_problem, TestServer};
+use crate::common::{assert_problem, sha256_hex, TestServer};
 
 const CHECKOUT_TOKEN: &str = "checkout-token-0001";
 const BILLING_TOKEN: &str = "billing-token-0002";
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn config(dir: &std::path::Path) -> String {
     format!(

@@ -7,17 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{assert_problem, TestServer};
+use crate::common::{assert_problem, sha256_hex, TestServer};
 
 const TOKEN: &str = "quota-test-token-01";
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Events the memory broker holds on `topic`, as topic discovery counts them.
 async fn stored(server: &TestServer, topic: &str) -> u64 {

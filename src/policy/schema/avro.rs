@@ -85,17 +85,9 @@ impl AvroCodec {
             (Schema::Int | Schema::Date | Schema::TimeMillis, v) if int(v).is_some() => {
                 zigzag(i64::from(int(v).unwrap_or_default()), out)
             }
-            (
-                Schema::Long
-                | Schema::TimeMicros
-                | Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos,
-                Json::Number(n),
-            ) if n.as_i64().is_some() => zigzag(n.as_i64().unwrap_or_default(), out),
+            (schema, Json::Number(n)) if is_long(schema) && n.as_i64().is_some() => {
+                zigzag(n.as_i64().unwrap_or_default(), out)
+            }
             (Schema::Float, Json::Number(n)) => {
                 out.extend_from_slice(&(n.as_f64().unwrap_or_default() as f32).to_le_bytes())
             }
@@ -327,6 +319,21 @@ impl AvroCodec {
     }
 }
 
+/// Whether `schema` is written as a `long`: the type itself and its logical types.
+fn is_long(schema: &Schema) -> bool {
+    matches!(
+        schema,
+        Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    )
+}
+
 /// Whether a JSON value's type can be a value of `schema` (before its contents are checked).
 fn fits(schema: &Schema, value: &Json) -> bool {
     match value {
@@ -336,14 +343,7 @@ fn fits(schema: &Schema, value: &Json) -> bool {
             Schema::Int | Schema::Date | Schema::TimeMillis => {
                 n.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
             }
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => n.as_i64().is_some(),
+            schema if is_long(schema) => n.as_i64().is_some(),
             Schema::Float | Schema::Double => true,
             _ => false,
         },
