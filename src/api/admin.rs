@@ -39,7 +39,7 @@ fn broker_infos(state: &AppState) -> Vec<BrokerInfo> {
                 kind: b.backend.kind(),
                 connected: status.connected,
                 last_error: status.last_error,
-                spool: b.spool.as_ref().map(|s| s.backlog()),
+                spool: b.pipeline.spool().map(|s| s.backlog()),
             }
         })
         .collect()
@@ -57,12 +57,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let down: Vec<String> = brokers
         .iter()
         .filter(|b| !b.connected)
-        .filter(|b| {
-            state
-                .broker(&b.name)
-                .and_then(|b| b.spool.as_ref())
-                .is_none_or(|s| !s.has_room())
-        })
+        .filter(|b| b.spool.as_ref().is_none_or(|s| s.bytes >= s.max_bytes))
         .map(|b| match &b.last_error {
             Some(e) => format!("{} ({e})", b.name),
             None => b.name.clone(),

@@ -90,7 +90,7 @@ impl AppState {
                 config.pipeline.clone(),
                 config.limits.pipeline_depth,
                 config.limits.pipeline_bytes,
-                spool.clone(),
+                spool,
             );
             brokers.insert(
                 name.clone(),
@@ -98,7 +98,6 @@ impl AppState {
                     name: name.clone(),
                     backend,
                     pipeline,
-                    spool,
                 },
             );
         }

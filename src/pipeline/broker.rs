@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::Pipeline;
 use crate::backend::Backend;
-use crate::spool::Spool;
 
 /// One configured broker.
 pub struct Broker {
@@ -13,8 +12,6 @@ pub struct Broker {
     pub name: String,
     /// The adapter.
     pub backend: Arc<dyn Backend>,
-    /// Its publish pipeline.
+    /// Its publish pipeline (and its spool, if configured).
     pub pipeline: Pipeline,
-    /// Where publishes go while the broker cannot take them, if configured.
-    pub spool: Option<Arc<Spool>>,
 }

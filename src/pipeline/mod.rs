@@ -146,6 +146,11 @@ impl Pipeline {
         Ok(receiver)
     }
 
+    /// Where publishes go while the broker cannot take them, if configured.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
+    }
+
     /// The broker's publish metrics.
     pub fn meters(&self) -> &BrokerMeters {
         &self.meters

@@ -208,11 +208,6 @@ impl Spool {
         result
     }
 
-    /// Whether the spool can take more now (what `/readyz` asks).
-    pub fn has_room(&self) -> bool {
-        self.log.disk_bytes() < self.log.max_bytes()
-    }
-
     /// What the spool holds.
     pub fn backlog(&self) -> Backlog {
         let events = self.log.records();
