@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod pipeline;
 pub mod policy;
 pub mod quota;
+pub mod reload;
 pub mod schemas;
 pub mod spool;
 pub mod telemetry;
@@ -22,6 +23,7 @@ use std::future::Future;
 
 pub use api::AppState;
 pub use config::{Config, RawConfig};
+pub use reload::ConfigSource;
 
 /// The HTTP application over `state`; tests serve it on port 0.
 pub fn app(state: AppState) -> axum::Router {
@@ -31,19 +33,11 @@ pub fn app(state: AppState) -> axum::Router {
 /// Why sidebus could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A broker's settings were refused by its client library.
+    /// A broker's settings were refused by its client library, a schema rule or a spool could
+    /// not be loaded, a principal's token is missing from the environment or the audit file
+    /// cannot be opened; the message names which.
     #[error(transparent)]
-    Backend(#[from] backend::BuildError),
-    /// A schema rule could not be loaded (missing file, schema that does not compile,
-    /// unreachable registry); the message names the rule.
-    #[error(transparent)]
-    Schemas(#[from] schemas::LoadError),
-    /// A broker's spool directory could not be opened or read.
-    #[error(transparent)]
-    Spool(#[from] spool::OpenError),
-    /// A principal's token could not be read from the environment.
-    #[error(transparent)]
-    Access(#[from] policy::access::MissingToken),
+    Start(#[from] api::StartError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -75,25 +69,26 @@ pub fn nodelay(
 }
 
 /// Runs sidebus until `shutdown` resolves, then stops intake, lets requests in flight finish and
-/// waits until every accepted event has its broker result.
+/// waits until every accepted event has its broker result. With a `source`, `SIGHUP` and
+/// changes to its file reload the configuration.
 pub async fn run(
     config: Config,
+    source: Option<ConfigSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let addr = config.listen;
     let grace = config.shutdown_grace;
-    let state = AppState::build(config).await.map_err(|e| match e {
-        api::StartError::Backend(e) => RunError::Backend(e),
-        api::StartError::Schemas(e) => RunError::Schemas(e),
-        api::StartError::Spool(e) => RunError::Spool(e),
-        api::StartError::Access(e) => RunError::Access(e),
-    })?;
+    let state = AppState::build(config).await?;
+    if let Some(source) = source {
+        state.set_source(source.path.as_deref(), &source.read());
+        tokio::spawn(reload::watch(state.clone(), source));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind { addr, source })?;
     tracing::info!(%addr, "sidebus listening");
     let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-    let streams = delivery::sse::Streams::new(state.config().sse.max_streams);
+    let streams = delivery::sse::Streams::new(state.live().config.sse.max_streams);
     let app = api::router_with(state.clone(), streams.clone());
     let stop_serving = async move {
         shutdown.await;

@@ -7,7 +7,7 @@ use clap::Parser;
 sidebus::mimalloc_on_demand!();
 
 /// HTTP-to-event-broker sidecar.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML). Without one, sidebus runs one memory broker named `default`.
@@ -28,6 +28,7 @@ struct Cli {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let log_json = cli.log_json;
+    let reload = cli.clone();
     let config = match configure(cli) {
         Ok(config) => config,
         Err(error) => {
@@ -36,7 +37,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     };
     let tracing = sidebus::telemetry::tracing::init(log_json, &config.telemetry)?;
-    let result = sidebus::run(config, shutdown_signal()).await;
+    let source = sidebus::ConfigSource {
+        path: reload.config.clone(),
+        load: Box::new(move || configure(reload.clone())),
+    };
+    let result = sidebus::run(config, Some(source), shutdown_signal()).await;
     tracing.shutdown();
     result.context("sidebus stopped with an error")?;
     Ok(ExitCode::SUCCESS)

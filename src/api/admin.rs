@@ -64,7 +64,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         })
         .collect();
     if down.is_empty() {
-        Json(serde_json::json!({ "status": "ready", "brokers": brokers })).into_response()
+        let mut body = serde_json::json!({ "status": "ready", "brokers": brokers });
+        if let Some(audit) = &state.live().audit {
+            body["audit_failures"] = serde_json::json!(audit.failures());
+        }
+        Json(body).into_response()
     } else {
         ApiError::Unavailable(
             format!("brokers not reachable: {}", down.join(", ")),
@@ -80,6 +84,12 @@ pub async fn brokers(State(state): State<AppState>) -> Response {
         brokers: broker_infos(&state),
     })
     .into_response()
+}
+
+/// `GET /v1/config`: the configuration in force — its file's hash, when it was applied, the
+/// last reload that failed and what changed but needs a restart. Never a secret.
+pub async fn config(State(state): State<AppState>) -> Response {
+    Json(state.config_status()).into_response()
 }
 
 /// `GET /metrics`: Prometheus text exposition.

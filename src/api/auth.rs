@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::audited;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::policy::access::{Action, Principal};
@@ -62,18 +63,13 @@ impl Caller {
 }
 
 /// On `/v1` paths, when principals (or an API token) are configured, requires
-/// `Authorization: Bearer <token>` of one of them (`401` otherwise) and records who it is.
+/// `Authorization: Bearer <token>` of one of them (`401`, audited as `denied`, otherwise) and
+/// records who it is.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let principals = state.principals();
-    let path = request.uri().path();
-    if !principals.required() || !(path.starts_with("/v1/") || path == "/v1") {
-        request.extensions_mut().insert(Caller(None));
-        return next.run(request).await;
-    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -83,19 +79,41 @@ pub async fn authenticate(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    if let Some(principal) = presented.and_then(|token| principals.authenticate(token)) {
-        request.extensions_mut().insert(Caller(Some(principal)));
-        return next.run(request).await;
-    }
-    let detail = if presented.is_some() {
-        "the bearer token is not valid"
-    } else {
-        "this route requires Authorization: Bearer <token>"
+    let caller = {
+        let live = state.live();
+        let principals = &live.principals;
+        let path = request.uri().path();
+        if !principals.required() || !(path.starts_with("/v1/") || path == "/v1") {
+            Ok(Caller(None))
+        } else if let Some(principal) = presented.and_then(|token| principals.authenticate(token)) {
+            if let Some(requests) = live.requests.get(&principal.name) {
+                requests.increment(1);
+            }
+            Ok(Caller(Some(principal)))
+        } else {
+            Err(live.audit.clone())
+        }
     };
-    let mut response = ApiError::Unauthorized(detail.into()).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"sidebus\""),
-    );
-    response
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(audit) => {
+            let detail = if presented.is_some() {
+                "the bearer token is not valid"
+            } else {
+                "this route requires Authorization: Bearer <token>"
+            };
+            let mut response = ApiError::Unauthorized(detail.into()).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sidebus\""),
+            );
+            if let Some(audit) = audit {
+                audit.log(&audited::denied(&request, response.status()));
+            }
+            response
+        }
+    }
 }

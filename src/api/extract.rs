@@ -70,7 +70,7 @@ impl FromRequest<AppState> for Body {
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::TooLarge(format!(
                     "request body exceeds limits.max_body ({} bytes)",
-                    state.config().limits.max_body
+                    state.live().config.limits.max_body
                 )))
             }
             Err(rejection) => Err(ApiError::BadRequest(format!(

@@ -37,10 +37,11 @@ pub async fn evaluate(
     JsonBody(request): JsonBody<Evaluate>,
 ) -> Result<Json<Evaluation>, ApiError> {
     let json = Bytes::from(serde_json::to_vec(&request.event).expect("a JSON value serialises"));
+    let live = state.live();
     let defaults = Defaults {
-        source: state.config().source.clone(),
+        source: live.config.source.clone(),
         ty: "sidebus.event",
-        max_event: state.config().limits.max_event,
+        max_event: live.config.limits.max_event,
         partition_key: None,
         id_seed: None,
         trace: None,

@@ -1,12 +1,15 @@
 //! The HTTP API: routes, and the tower layers around them.
 
 mod admin;
+pub mod audit;
+mod audited;
 mod auth;
 mod encoding;
 pub mod error;
 mod extract;
 mod filters;
 pub mod idempotency;
+pub mod live;
 mod observe;
 mod publish;
 mod sse;
@@ -15,7 +18,10 @@ mod subscriptions;
 mod target;
 mod topics;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower::{Layer, ServiceExt};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
@@ -43,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", SUBSCRIPTION_RESUME),
     ("get", SUBSCRIBE_SSE),
     ("post", FILTERS_EVALUATE),
+    ("get", CONFIG),
 ];
 
 const PUBLISH: &str = "/v1/publish/{broker}/{topic}";
@@ -58,19 +65,20 @@ const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";
 const SUBSCRIPTION_RESUME: &str = "/v1/subscriptions/{name}/resume";
 const SUBSCRIBE_SSE: &str = "/v1/subscribe/{broker}/{topic}";
 const FILTERS_EVALUATE: &str = "/v1/filters/evaluate";
+const CONFIG: &str = "/v1/config";
 
 /// The sidebus API over `state`, ready to serve. Its SSE streams end only when their clients
 /// leave; [`router_with`] takes a [`Streams`] handle that can end them (on shutdown).
 pub fn router(state: AppState) -> Router {
-    let streams = Streams::new(state.config().sse.max_streams);
+    let streams = Streams::new(state.live().config.sse.max_streams);
     router_with(state, streams)
 }
 
 /// The sidebus API over `state`, with its SSE streams counted and ended through `streams`.
 pub fn router_with(state: AppState, streams: Streams) -> Router {
-    let max_body = state.config().limits.max_body;
+    let live = state.live();
     let mut sse_route = get(sse::subscribe).layer(Extension(streams));
-    if let Some(cors) = sse::cors(&state.config().sse) {
+    if let Some(cors) = sse::cors(&live.config.sse) {
         // The CORS layer answers preflight requests itself; it sees them only if OPTIONS
         // reaches the route (any other OPTIONS request is still 405).
         sse_route = sse_route.options(method_not_allowed).layer(cors);
@@ -78,12 +86,13 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
     // The layers a request passes, outermost first:
     //  1. encoding: a `Content-Encoding` sidebus cannot decode is 415;
     //  2. decompression: gzip, deflate, br and zstd bodies are decoded as they are read;
-    //  3. DefaultBodyLimit: bodies are read (decoded) up to `limits.max_body`, then refused with
-    //     413, so a body that inflates past it is never inflated further;
+    //  3. body_limit: bodies are read (decoded) up to `limits.max_body` in force, then refused
+    //     with 413, so a body that inflates past it is never inflated further;
     //  4. the fallbacks: an unknown path is 404 and a known one with another method 405;
     //  5. auth: `/v1` routes need a principal's token (or the API token) when any is configured
-    //     (401), and the request carries who it is;
-    //  6. observe (publish routes only): the `publish` span, the trace context the events carry,
+    //     (401, audited as `denied`), and the request carries who it is;
+    //  6. audit: state-changing requests and 403s are written to the audit log, when kept;
+    //  7. observe (publish routes only): the `publish` span, the trace context the events carry,
     //     and the request metrics per broker.
     let publish = Router::new()
         .route(PUBLISH, post(publish::publish_one))
@@ -107,13 +116,24 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(SUBSCRIPTION_RESUME, post(subscriptions::resume))
         .route(SUBSCRIBE_SSE, sse_route)
         .route(FILTERS_EVALUATE, post(filters::evaluate))
+        .route(CONFIG, get(admin::config))
+        .route_layer(from_fn_with_state(state.clone(), audited::record))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(state.clone(), body_limit))
         .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
         .layer(axum::middleware::from_fn(encoding::accept_known))
         .with_state(state)
+}
+
+/// Bounds the body to the `limits.max_body` in force when the request arrives.
+async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.live().config.limits.max_body;
+    match DefaultBodyLimit::max(limit).layer(next).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {

@@ -62,7 +62,11 @@ async fn open(
     }
     let found = resolve(state, caller, broker, topic, Direction::Subscribe)?;
     let abilities = (found.backend.kind(), found.backend.capabilities());
-    let request = parse(abilities, topic, params, headers)?;
+    let live = state.live();
+    // The stream reads, and its cursors name, the physical topic: after a flip to another
+    // one, a cursor of the old topic is refused rather than read at the wrong positions.
+    let physical = live.topics.physical(broker, topic);
+    let request = parse(abilities, &physical, params, headers)?;
     let Some(slot) = streams.try_acquire() else {
         return Err(ApiError::TooManyStreams(
             format!(
@@ -72,15 +76,13 @@ async fn open(
             STREAMS_RETRY_AFTER,
         ));
     };
-    let body = sse::open(
-        found,
-        request,
-        &state.config().sse,
-        streams,
-        slot,
-        state.schemas().clone(),
-    )
-    .await?;
+    let presentation = sse::Presentation {
+        schemas: live.schemas.clone(),
+        topics: live.topics.clone(),
+    };
+    let settings = live.config.sse.clone();
+    drop(live);
+    let body = sse::open(found, request, &settings, streams, slot, presentation).await?;
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));

@@ -25,7 +25,7 @@ pub async fn put(
             "subscription field `name`: must match the name in the path (or be left out)".into(),
         ));
     }
-    if !state.config().access.may_subscribe(&spec.topic) {
+    if !state.live().config.access.may_subscribe(&spec.topic) {
         return Err(ApiError::Forbidden(format!(
             "subscribing to topic `{}` is not allowed (access.subscribe)",
             spec.topic

@@ -46,7 +46,8 @@ pub fn resolve<'a>(
             )));
         }
     }
-    let access = &state.config().access;
+    let live = state.live();
+    let access = &live.config.access;
     let (allowed, verb, list) = match direction {
         Direction::Publish => (access.may_publish(topic), "publishing to", "access.publish"),
         Direction::Subscribe => (
@@ -67,9 +68,15 @@ pub fn resolve<'a>(
         },
         topic,
     )?;
+    let physical = live.topics.physical(broker, topic);
+    if *physical != *topic {
+        validate_topic(&physical).map_err(|e| {
+            ApiError::BadRequest(format!("`{topic}` maps to `{physical}`, which is invalid: {}", e.reason))
+        })?;
+    }
     found
         .backend
-        .check_topic(topic)
+        .check_topic(&physical)
         .map_err(ApiError::BadRequest)?;
     Ok(found)
 }

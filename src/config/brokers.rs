@@ -12,7 +12,7 @@ use super::{invalid, positive, ConfigError};
 use crate::config::topic::validate_topic;
 
 /// One broker, chosen by `kind`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum BrokerConfig {
     /// The embedded in-process broker: no setup, nothing survives a restart.
@@ -36,6 +36,16 @@ impl BrokerConfig {
         }
     }
 
+    /// The broker's `topic_prefix`, if it has one.
+    pub fn topic_prefix(&self) -> Option<&str> {
+        match self {
+            BrokerConfig::Memory(m) => m.topic_prefix.as_deref(),
+            BrokerConfig::Kafka(k) => k.topic_prefix.as_deref(),
+            BrokerConfig::Nats(n) => n.topic_prefix.as_deref(),
+            BrokerConfig::Amqp(a) => a.topic_prefix.as_deref(),
+        }
+    }
+
     /// The broker's spool, if it has one (the memory broker never does: it is never away).
     pub fn spool(&self) -> Option<&SpoolConfig> {
         match self {
@@ -53,7 +63,7 @@ impl BrokerConfig {
 /// just published is never dropped, even when it alone outweighs a byte bound: it has been
 /// acknowledged, so it stays readable until the next event of its topic, or for `max_bytes` of
 /// the broker, takes its place.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// Events kept per topic; the topic's oldest go first. Bounds a topic of many small events,
@@ -67,6 +77,10 @@ pub struct MemoryConfig {
     /// clients invent new topics; this one does. Below `retention_bytes` it is the bound that
     /// applies.
     pub max_bytes: ByteSize,
+    /// Prepended to every physical topic name on this broker (mapped, unmapped, shadow and
+    /// dead-letter topics alike), so tenants sharing a broker never meet; services never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
 }
 
 impl Default for MemoryConfig {
@@ -75,12 +89,13 @@ impl Default for MemoryConfig {
             retention: 100_000,
             retention_bytes: ByteSize::mib(64),
             max_bytes: ByteSize::mib(256),
+            topic_prefix: None,
         }
     }
 }
 
 /// Settings of a Kafka broker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`: comma-separated `host:port` list.
@@ -95,10 +110,14 @@ pub struct KafkaConfig {
     /// in order once it can (docs/spool.md).
     #[serde(default)]
     pub spool: Option<SpoolConfig>,
+    /// Prepended to every physical topic name on this broker (mapped, unmapped, shadow and
+    /// dead-letter topics alike), so tenants sharing a broker never meet; services never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
 }
 
 /// How sidebus creates Kafka topics that do not exist yet.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopics {
     /// Partitions of a created topic.
@@ -108,7 +127,7 @@ pub struct CreateTopics {
 }
 
 /// Settings of a NATS JetStream broker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
@@ -145,6 +164,10 @@ pub struct NatsConfig {
     /// in order once it can (docs/spool.md).
     #[serde(default)]
     pub spool: Option<SpoolConfig>,
+    /// Prepended to every physical topic name on this broker (mapped, unmapped, shadow and
+    /// dead-letter topics alike), so tenants sharing a broker never meet; services never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
 }
 
 fn yes() -> bool {
@@ -174,7 +197,7 @@ impl NatsConfig {
 }
 
 /// Settings of an AMQP 0-9-1 broker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// `amqp://user:pass@host:port/vhost` (or `amqps://`).
@@ -196,6 +219,10 @@ pub struct AmqpConfig {
     /// in order once it can (docs/spool.md).
     #[serde(default)]
     pub spool: Option<SpoolConfig>,
+    /// Prepended to every physical topic name on this broker (mapped, unmapped, shadow and
+    /// dead-letter topics alike), so tenants sharing a broker never meet; services never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
 }
 
 impl AmqpConfig {
@@ -238,6 +265,9 @@ pub(super) fn validate_broker(name: &str, broker: &BrokerConfig) -> Result<(), C
     let key = |field: &str| format!("brokers.{name}.{field}");
     if let Some(spool) = broker.spool() {
         spool.validate(&key("spool"))?;
+    }
+    if let Some(prefix) = broker.topic_prefix() {
+        super::topic_map::validate_prefix(&key("topic_prefix"), prefix)?;
     }
     match broker {
         BrokerConfig::Memory(m) => {

@@ -27,7 +27,7 @@ impl Default for RawIdempotency {
 }
 
 /// Validated idempotency settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdempotencyConfig {
     /// How long a key is remembered.
     pub window: Duration,

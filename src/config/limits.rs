@@ -37,7 +37,7 @@ impl Default for RawLimits {
 }
 
 /// Validated limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest request body in bytes.
     pub max_body: usize,

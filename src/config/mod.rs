@@ -2,6 +2,7 @@
 //! [`RawConfig`] that mirrors the file, then checked by the pure [`RawConfig::validate`] step into
 //! the [`Config`] the rest of sidebus runs on.
 mod access;
+pub mod audit;
 mod brokers;
 mod error;
 mod idempotency;
@@ -14,9 +15,11 @@ mod sse;
 pub mod subscription;
 mod telemetry;
 pub mod topic;
+pub mod topic_map;
 mod whole;
 
 pub use access::{AccessConfig, PrincipalConfig};
+pub use audit::{AuditConfig, AuditTopic};
 pub use brokers::{
     AmqpConfig, BrokerConfig, CreateTopics, KafkaConfig, MemoryConfig, NatsConfig,
     StreamCompression, TlsFiles,
@@ -30,6 +33,7 @@ pub use schema::{Encoding, SchemaRegistryConfig, SchemaRule};
 pub use spool::SpoolConfig;
 pub use sse::{RawSse, SseConfig};
 pub use subscription::{StartFrom, SubscriptionSpec};
+pub use topic_map::TopicRule;
 pub use telemetry::{OtlpConfig, OtlpProtocol, RawTelemetry, TelemetryConfig};
 
 use std::collections::BTreeMap;
@@ -75,6 +79,8 @@ const CONFIG_KEYS: &[&str] = &[
     "schema_registry",
     "schemas",
     "quotas",
+    "topics",
+    "audit",
 ];
 
 /// The configuration file as written, before validation.
@@ -129,6 +135,12 @@ pub struct RawConfig {
     /// `[[quotas]]`: rates shared by every caller of the topics each names.
     #[serde(default)]
     pub quotas: Vec<QuotaRule>,
+    /// `[[topics]]`: logical topic names mapped to physical ones, with optional shadow copies.
+    #[serde(default)]
+    pub topics: Vec<TopicRule>,
+    /// `[audit]`: the audit log's file and/or topic; absent = no audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
 }
 
 fn default_grace() -> Duration {
@@ -168,6 +180,8 @@ impl Default for RawConfig {
             schema_registry: None,
             schemas: Vec::new(),
             quotas: Vec::new(),
+            topics: Vec::new(),
+            audit: None,
         }
     }
 }
@@ -205,6 +219,10 @@ pub struct Config {
     pub schemas: Vec<SchemaRule>,
     /// Quota rules by broker and topic.
     pub quotas: Vec<QuotaRule>,
+    /// Topic mapping rules.
+    pub topics: Vec<TopicRule>,
+    /// The audit log's sinks, when configured.
+    pub audit: Option<AuditConfig>,
 }
 
 impl RawConfig {
@@ -286,6 +304,10 @@ impl RawConfig {
             self.brokers.contains_key(b)
         })?;
         quota::validate(&self.quotas, |b| self.brokers.contains_key(b))?;
+        topic_map::validate(&self.topics, |b| self.brokers.contains_key(b))?;
+        if let Some(audit) = &self.audit {
+            audit.validate(|b| self.brokers.contains_key(b))?;
+        }
         Ok(Config {
             listen,
             state_dir: self.state_dir,
@@ -302,6 +324,8 @@ impl RawConfig {
             schema_registry: self.schema_registry,
             schemas: self.schemas,
             quotas: self.quotas,
+            topics: self.topics,
+            audit: self.audit,
         })
     }
 }

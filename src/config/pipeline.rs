@@ -38,7 +38,7 @@ impl Default for RawPipeline {
 }
 
 /// Validated pipeline settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
     /// Most events in one broker batch.
     pub max_batch_events: usize,

@@ -101,7 +101,7 @@ fn is_origin(text: &str) -> bool {
 }
 
 /// Validated Server-Sent Events settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SseConfig {
     /// Keep-alive comment interval.
     pub keep_alive: Duration,

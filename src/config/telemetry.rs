@@ -32,14 +32,14 @@ pub enum OtlpProtocol {
 }
 
 /// Validated trace export settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TelemetryConfig {
     /// Where spans go; `None` exports nothing.
     pub otlp: Option<OtlpConfig>,
 }
 
 /// Where and how spans are exported.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OtlpConfig {
     /// OTLP/HTTP traces URL.
     pub endpoint: String,

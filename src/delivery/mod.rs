@@ -3,6 +3,8 @@
 pub mod registry;
 pub mod sse;
 pub mod status;
+mod views;
 pub mod webhook;
 
 pub use registry::{Registry, RegistryError, SubscriptionView};
+pub use views::Views;

@@ -16,7 +16,7 @@ use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::config::topic::TopicPattern;
 use crate::pipeline::Broker;
 use crate::policy::filter::{FilterError, Filters};
-use crate::schemas::SchemaStore;
+use super::Views;
 
 /// Where a subscription was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +55,8 @@ pub enum RegistryError {
 
 struct Entry {
     spec: SubscriptionSpec,
+    /// The topic (or pattern) its consumer reads on the broker, as mapped when it started.
+    physical: String,
     origin: Origin,
     status: Arc<Status>,
     control: Arc<watch::Sender<RunState>>,
@@ -96,8 +98,8 @@ pub struct Registry {
     file: PathBuf,
     /// `WebHook-Request-Origin` of every handshake: the host of the config `source`.
     origin: Arc<str>,
-    /// Decodes schema-encoded events back to JSON for subscriptions that want it.
-    schemas: Arc<SchemaStore>,
+    /// The schema decoder and topic map in force, shared with every worker.
+    views: Arc<Views>,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
     /// finds it gone) and could land out of order, leaving an older snapshot on disk.
@@ -109,20 +111,20 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry persisting to `state_dir/subscriptions.json`; `source` is the config's
-    /// CloudEvents source, whose host names this sidecar in webhook handshakes; `schemas`
-    /// decodes schema-encoded events for delivery.
+    /// CloudEvents source, whose host names this sidecar in webhook handshakes; `views` decodes
+    /// schema-encoded events and maps topic names for delivery.
     pub fn new(
         brokers: Arc<BTreeMap<String, Broker>>,
         state_dir: PathBuf,
         source: &str,
-        schemas: Arc<SchemaStore>,
+        views: Arc<Views>,
     ) -> Arc<Self> {
         Arc::new(Self {
             brokers,
             http: OnceLock::new(),
             file: state_dir.join("subscriptions.json"),
             origin: Arc::from(webhook::handshake::origin_of(source)),
-            schemas,
+            views,
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
             dispatchers: Mutex::new(Vec::new()),
@@ -201,7 +203,7 @@ impl Registry {
             key: spec.secret.as_deref().and_then(SigningKey::from_secret),
             limiter: OnceLock::new(),
             origin: self.origin.clone(),
-            schemas: self.schemas.clone(),
+            views: self.views.clone(),
             filters,
             spec: Arc::new(spec.clone()),
             http: self.http_client(),
@@ -236,9 +238,11 @@ impl Registry {
                 }
             });
         }
+        let physical = self.physical_of(&spec);
         let previous = self.lock().insert(
             name.to_string(),
             Entry {
+                physical,
                 spec,
                 origin,
                 status,
@@ -306,6 +310,76 @@ impl Registry {
             entry.status.set_paused(paused);
         }
         self.persist()
+    }
+
+    fn physical_of(&self, spec: &SubscriptionSpec) -> String {
+        self.views
+            .topics()
+            .physical(&spec.broker, &spec.topic)
+            .into_owned()
+    }
+
+    /// Checks the config file's subscriptions as a reload would start them, changing nothing:
+    /// the first refused one is named.
+    pub fn check_config(
+        &self,
+        specs: &[SubscriptionSpec],
+    ) -> Result<Vec<(String, SubscriptionSpec)>, RegistryError> {
+        specs
+            .iter()
+            .map(|spec| {
+                let mut spec = spec.clone();
+                let name = spec.name.take().unwrap_or_default();
+                self.validate(&name, &spec)?;
+                if let Some(written) = &spec.filters {
+                    Filters::compile(written)?;
+                }
+                spec.endpoint_url()?;
+                Ok((name, spec))
+            })
+            .collect()
+    }
+
+    /// Brings the running subscriptions in line with a reloaded config (`from_config`, as
+    /// [`Registry::check_config`] returned it): config subscriptions that are gone stop, new
+    /// ones start, changed ones are replaced; so is any subscription whose topic now maps to
+    /// another physical topic. Unchanged ones keep running without a redelivery.
+    pub fn reconcile(self: &Arc<Self>, from_config: Vec<(String, SubscriptionSpec)>) {
+        let wanted: BTreeMap<String, SubscriptionSpec> = from_config.into_iter().collect();
+        let mut restart = Vec::new();
+        let removed: Vec<Entry> = {
+            let mut entries = self.lock();
+            let gone: Vec<String> = entries
+                .iter()
+                .filter(|(name, e)| e.origin == Origin::Config && !wanted.contains_key(*name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for (name, entry) in entries.iter() {
+                let moved = entry.physical != self.physical_of(&entry.spec);
+                match wanted.get(name) {
+                    Some(spec) if *spec != entry.spec || moved => {
+                        restart.push((name.clone(), spec.clone(), Origin::Config, false))
+                    }
+                    None if entry.origin == Origin::Runtime && moved => {
+                        let paused = *entry.control.borrow() == RunState::Paused;
+                        restart.push((name.clone(), entry.spec.clone(), Origin::Runtime, paused));
+                    }
+                    _ => {}
+                }
+            }
+            for (name, spec) in &wanted {
+                if !entries.contains_key(name) {
+                    restart.push((name.clone(), spec.clone(), Origin::Config, false));
+                }
+            }
+            gone.iter().filter_map(|name| entries.remove(name)).collect()
+        };
+        drop(removed);
+        for (name, spec, origin, paused) in restart {
+            if let Err(e) = self.insert(&name, spec, origin, paused) {
+                tracing::error!(subscription = %name, error = %e, "subscription not restarted");
+            }
+        }
     }
 
     /// One subscription.
@@ -388,7 +462,10 @@ mod tests {
             Arc::new(BTreeMap::new()),
             dir.path().join("state"),
             "sidebus://test",
-            Arc::new(SchemaStore::empty()),
+            Arc::new(Views::new(
+                Arc::new(crate::schemas::SchemaStore::empty()),
+                Arc::default(),
+            )),
         );
         std::thread::scope(|scope| {
             for _ in 0..8 {

@@ -120,6 +120,11 @@ impl Principals {
         Ok(Self { list })
     }
 
+    /// Every principal's name.
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.list.iter().map(|p| &p.name)
+    }
+
     /// Whether requests must present a token.
     pub fn required(&self) -> bool {
         !self.list.is_empty()

@@ -7,9 +7,11 @@
 //! - [`cesql`]: CloudEvents SQL (CESQL) v1.0 expressions, parsed once and evaluated per event.
 //! - [`filter`]: the CloudEvents Subscriptions API filter dialects (`exact`, `prefix`,
 //!   `suffix`, `all`, `any`, `not`, `sql`) as a serde type for subscriptions.
+//! - [`topics`]: topic mapping — logical names, physical names, shadows and prefixes.
 
 pub mod access;
 mod attribute;
 pub mod cesql;
 pub mod filter;
 pub mod schema;
+pub mod topics;

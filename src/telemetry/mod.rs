@@ -60,6 +60,17 @@ pub const SPOOL_FORWARDED: &str = "sidebus_spool_forwarded_total";
 /// Counter: spooled events dropped because the broker refused them for good, by `broker`.
 pub const SPOOL_DROPPED: &str = "sidebus_spool_dropped_total";
 
+/// Counter: `/v1` requests that authenticated as a principal, by `principal`.
+pub const PRINCIPAL_REQUESTS: &str = "sidebus_principal_requests_total";
+/// Counter: audit lines dropped because the audit queue was full.
+pub const AUDIT_DROPPED: &str = "sidebus_audit_dropped_total";
+/// Counter: audit lines a sink failed to take, by `sink` (file|topic).
+pub const AUDIT_FAILED: &str = "sidebus_audit_failed_total";
+/// Counter: shadow copies that failed (the publish itself did not), by `broker`.
+pub const SHADOW_FAILED: &str = "sidebus_shadow_failed_total";
+/// Counter: configuration reloads by `result` (applied|invalid).
+pub const CONFIG_RELOADS: &str = "sidebus_config_reloads_total";
+
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -7,12 +7,12 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::replay::{claim_key, succeed};
-use super::{admit, check_schema, content_type, prepare, PublishParams, BATCH_JSON, NDJSON};
+use super::{content_type, prepare, shadow, with_audit, PublishParams, BATCH_JSON, NDJSON};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{Body, Path, Query};
 use crate::api::observe::Publisher;
 use crate::api::AppState;
-use crate::backend::{Outbound, Position, PublishResult};
+use crate::backend::{Position, PublishResult};
 use crate::event::{self, Event, EventError};
 use crate::pipeline::RETRY_AFTER;
 
@@ -59,7 +59,7 @@ pub async fn publish_batch(
     if parsed.is_empty() {
         return Err(ApiError::BadRequest("the batch has no events".into()));
     }
-    let max_batch = state.config().limits.max_batch;
+    let max_batch = request.live.config.limits.max_batch;
     if parsed.len() > max_batch {
         return Err(ApiError::TooLarge(format!(
             "the batch has {} events; the limit (limits.max_batch) is {max_batch}",
@@ -71,23 +71,22 @@ pub async fn publish_batch(
         Err(replay) => return Ok(replay),
     };
     let mut ids = Vec::with_capacity(parsed.len());
-    let mut outbound = Vec::with_capacity(parsed.len());
+    let mut events = Vec::with_capacity(parsed.len());
     let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(parsed.len());
     for entry in parsed {
         let checked = entry
             .map_err(|e| (None, ApiError::from(e)))
             .and_then(|event| {
                 let id = event.id.clone();
-                check_schema(&state, &broker, &topic, event).map_err(|e| (Some(id), e))
+                request
+                    .check_schema(&topic, event)
+                    .map_err(|e| (Some(id), e))
             });
         match checked {
             Ok(event) => {
                 ids.push(Some(event.id.clone()));
                 errors.push(None);
-                outbound.push(Outbound {
-                    topic: request.topic.clone(),
-                    event,
-                });
+                events.push(event);
             }
             Err((id, e)) => {
                 ids.push(id);
@@ -95,14 +94,18 @@ pub async fn publish_batch(
             }
         }
     }
-    let accepted = outbound.len();
-    let bytes = outbound.iter().map(|o| o.event.data.len()).sum();
-    admit(&state, &request, &topic, accepted, bytes)?;
+    let accepted = events.len();
+    let bytes = events.iter().map(|e| e.data.len()).sum();
+    request.admit(&topic, accepted, bytes)?;
+    let audited = request.audited(events.iter().map(|e| e.id.clone()), accepted, bytes);
     let waiting = if accepted > 0 {
-        request
+        let (outbound, copies) = request.outbound(events);
+        let waiting = request
             .broker
             .pipeline
-            .submit(outbound, !request.respond_async)?
+            .submit(outbound, !request.respond_async)?;
+        shadow::copy(request.broker, copies);
+        waiting
     } else {
         None
     };
@@ -163,5 +166,8 @@ pub async fn publish_batch(
         false => StatusCode::OK,
     };
     let claim = if failed == 0 { claim } else { None };
-    Ok(succeed(status, &BatchResponse { results, failed }, claim))
+    Ok(with_audit(
+        succeed(status, &BatchResponse { results, failed }, claim),
+        audited,
+    ))
 }

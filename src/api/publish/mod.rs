@@ -4,11 +4,13 @@
 
 mod batch;
 mod replay;
+mod shadow;
 mod single;
 
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +19,14 @@ use super::error::{ApiError, FieldError};
 use super::extract::Body;
 use super::observe::{Publisher, Trace};
 use super::target::{resolve, Direction};
+use super::audit::{Audited, MAX_IDS};
+use super::live::Live;
 use super::AppState;
-use crate::backend::Position;
+use crate::backend::{Outbound, Position};
 use crate::event::trace::TraceContext;
 use crate::event::{Defaults, Event};
 use crate::pipeline::Broker;
+use crate::policy::topics::Route;
 
 pub use batch::publish_batch;
 pub use single::publish_one;
@@ -51,7 +56,10 @@ struct Published<'a> {
 struct Request<'a> {
     broker: &'a Broker,
     caller: Caller,
-    topic: Arc<str>,
+    /// The policy this request runs under, from start to end.
+    live: Arc<Live>,
+    /// Where its events go: the physical topic, and the shadow copy's.
+    route: Route,
     respond_async: bool,
     defaults: Defaults,
     body: Bytes,
@@ -80,70 +88,109 @@ fn prepare<'a>(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
     let idempotency_key = replay::idempotency_key(headers)?;
+    let live = state.live_full();
+    let route = live.topics.route(broker, &Arc::from(topic));
     Ok(Request {
         broker: found,
         caller,
-        topic: Arc::from(topic),
+        route,
         respond_async,
         defaults: Defaults {
-            source: state.config().source.clone(),
+            source: live.config.source.clone(),
             ty: "sidebus.event",
-            max_event: state.config().limits.max_event,
+            max_event: live.config.limits.max_event,
             partition_key: params.key.filter(|k| !k.is_empty()),
             id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
             trace: Some(trace.unwrap_or_else(TraceContext::new_root)),
         },
+        live,
         body,
     })
 }
 
-/// Takes `events` events of `bytes` payload bytes from every quota that applies to the caller
-/// and the topic, or refuses the whole request with 429.
-fn admit(
-    state: &AppState,
-    request: &Request<'_>,
-    topic: &str,
-    events: usize,
-    bytes: usize,
-) -> Result<(), ApiError> {
-    let quotas = state.quotas();
-    if quotas.is_empty() {
-        return Ok(());
+impl Request<'_> {
+    /// Takes `events` events of `bytes` payload bytes from every quota that applies to the
+    /// caller and the topic, or refuses the whole request with 429.
+    fn admit(&self, topic: &str, events: usize, bytes: usize) -> Result<(), ApiError> {
+        let quotas = &self.live.quotas;
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let broker = &self.broker.name;
+        Ok(quotas.admit(self.caller.name(), broker, topic, events, bytes)?)
     }
-    let broker = &request.broker.name;
-    Ok(quotas.admit(request.caller.name(), broker, topic, events, bytes)?)
-}
 
-/// Checks `event` against the first schema rule that matches it (and encodes it when the rule
-/// says `native`); a violation is counted under the rule and answered 422.
-fn check_schema(
-    state: &AppState,
-    broker: &str,
-    topic: &str,
-    event: Event,
-) -> Result<Event, ApiError> {
-    let schemas = state.schemas().schemas();
-    if schemas.is_empty() {
-        return Ok(event);
+    /// Checks `event` against the first schema rule that matches it (and encodes it when the
+    /// rule says `native`); a violation is counted under the rule and answered 422.
+    fn check_schema(&self, topic: &str, event: Event) -> Result<Event, ApiError> {
+        let schemas = self.live.schemas.schemas();
+        if schemas.is_empty() {
+            return Ok(event);
+        }
+        schemas
+            .apply(&self.broker.name, topic, event)
+            .map_err(|violation| {
+                metrics::counter!(crate::telemetry::SCHEMA_REJECTED, "rule" => violation.rule.to_string())
+                    .increment(1);
+                ApiError::SchemaViolation {
+                    detail: match violation.failures.as_slice() {
+                        [only] => format!("{violation}: {} {}", only.pointer, only.detail),
+                        failures => format!("{violation}: {} members fail", failures.len()),
+                    },
+                    errors: violation
+                        .failures
+                        .into_iter()
+                        .map(|f| FieldError {
+                            pointer: f.pointer,
+                            detail: f.detail,
+                        })
+                        .collect(),
+                }
+            })
     }
-    schemas.apply(broker, topic, event).map_err(|violation| {
-        metrics::counter!(crate::telemetry::SCHEMA_REJECTED, "rule" => violation.rule.to_string())
-            .increment(1);
-        ApiError::SchemaViolation {
-            detail: match violation.failures.as_slice() {
-                [only] => format!("{violation}: {} {}", only.pointer, only.detail),
-                failures => format!("{violation}: {} members fail", failures.len()),
-            },
-            errors: violation
-                .failures
-                .into_iter()
-                .map(|f| FieldError {
-                    pointer: f.pointer,
-                    detail: f.detail,
+
+    /// `events` as the broker gets them, on the physical topic; and their copies for the
+    /// shadow topic when the rule names one (empty otherwise), for [`shadow::copy`] once the
+    /// events themselves were taken.
+    fn outbound(&self, events: Vec<Event>) -> (Vec<Outbound>, Vec<Outbound>) {
+        let copies = match &self.route.shadow {
+            Some(shadow) => events
+                .iter()
+                .map(|event| Outbound {
+                    topic: shadow.clone(),
+                    event: event.clone(),
                 })
                 .collect(),
-        }
-    })
+            None => Vec::new(),
+        };
+        let outbound = events
+            .into_iter()
+            .map(|event| Outbound {
+                topic: self.route.physical.clone(),
+                event,
+            })
+            .collect();
+        (outbound, copies)
+    }
+
+    /// What the audit log records of this publish, when it is kept.
+    fn audited(&self, ids: impl Iterator<Item = String>, events: usize, bytes: usize) -> Option<Audited> {
+        self.live.audit.as_ref()?;
+        Some(Audited {
+            physical_topic: Some(self.route.physical.clone()),
+            events,
+            bytes,
+            ids: ids.take(MAX_IDS).collect(),
+        })
+    }
+}
+
+/// `response` carrying what the audit log records of it, when the log is kept.
+fn with_audit(mut response: Response, audited: Option<Audited>) -> Response {
+    if let Some(audited) = audited {
+        response.extensions_mut().insert(audited);
+    }
+    response
 }
 
 fn content_type(headers: &HeaderMap) -> String {

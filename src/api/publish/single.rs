@@ -6,14 +6,13 @@ use axum::response::Response;
 
 use super::replay::{claim_key, succeed};
 use super::{
-    admit, check_schema, content_type, prepare, PublishParams, Published, BATCH_JSON, NDJSON,
+    content_type, prepare, shadow, with_audit, PublishParams, Published, BATCH_JSON, NDJSON,
     STRUCTURED,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{Body, Path, Query};
 use crate::api::observe::Publisher;
 use crate::api::AppState;
-use crate::backend::Outbound;
 use crate::event;
 use crate::pipeline::RETRY_AFTER;
 
@@ -39,20 +38,21 @@ pub async fn publish_one(
         }
         _ => event::parse_binary(&headers, body.clone(), &request.defaults)?,
     };
-    admit(&state, &request, &topic, 1, event.data.len())?;
-    let event = check_schema(&state, &broker, &topic, event)?;
+    let bytes = event.data.len();
+    request.admit(&topic, 1, bytes)?;
+    let event = request.check_schema(&topic, event)?;
     let claim = match claim_key(&state, "single", &uri, &headers, body)? {
         Ok(claim) => claim,
         Err(replay) => return Ok(replay),
     };
     let id = event.id.clone();
-    let waiting = request.broker.pipeline.submit(
-        vec![Outbound {
-            topic: request.topic.clone(),
-            event,
-        }],
-        !request.respond_async,
-    )?;
+    let audited = request.audited(std::iter::once(id.clone()), 1, bytes);
+    let (outbound, copies) = request.outbound(vec![event]);
+    let waiting = request
+        .broker
+        .pipeline
+        .submit(outbound, !request.respond_async)?;
+    shadow::copy(request.broker, copies);
     let published = |position| Published {
         id: &id,
         broker: &broker,
@@ -60,7 +60,8 @@ pub async fn publish_one(
         position,
     };
     let Some(waiting) = waiting else {
-        return Ok(succeed(StatusCode::ACCEPTED, &published(None), claim));
+        let response = succeed(StatusCode::ACCEPTED, &published(None), claim);
+        return Ok(with_audit(response, audited));
     };
     let mut results = waiting
         .await
@@ -70,5 +71,8 @@ pub async fn publish_one(
         true => StatusCode::ACCEPTED,
         false => StatusCode::OK,
     };
-    Ok(succeed(status, &published(Some(&position)), claim))
+    Ok(with_audit(
+        succeed(status, &published(Some(&position)), claim),
+        audited,
+    ))
 }

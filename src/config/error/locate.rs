@@ -309,7 +309,7 @@ mod tests {
             message,
             format!(
                 "invalid configuration: `brokers.k.bootstrap` in {}: unknown key, expected one \
-                 of `bootstrap_servers`, `create_topics`, `options`, `spool`",
+                 of `bootstrap_servers`, `create_topics`, `options`, `spool`, `topic_prefix`",
                 path.display()
             )
         );
@@ -454,7 +454,7 @@ mod tests {
             message,
             "invalid configuration: `brokers.k.bootstrap` in environment variable \
              Sidebus_Brokers__K__Bootstrap: unknown key, expected one of `bootstrap_servers`, \
-             `create_topics`, `options`, `spool`"
+             `create_topics`, `options`, `spool`, `topic_prefix`"
         );
     }
 

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use crate::backend::consume::{ConsumeError, GroupSpec, ReadFrom, StartFrom};
 use crate::config::SseConfig;
 use crate::pipeline::Broker;
+use crate::policy::topics::TopicMap;
 use crate::schemas::SchemaStore;
 use pump::Pump;
 
@@ -89,15 +90,24 @@ impl Streams {
     }
 }
 
-/// Opens the broker reader for `request` and starts streaming into the returned body; events
-/// encoded with a schema are decoded to JSON by `schemas` first.
+/// How a stream presents events, as configured when it opened: schema-encoded events decoded
+/// to JSON, physical topic names shown as the logical ones.
+pub struct Presentation {
+    /// The schema decoder.
+    pub schemas: Arc<SchemaStore>,
+    /// The topic map.
+    pub topics: Arc<TopicMap>,
+}
+
+/// Opens the broker reader for `request` (whose topic is the physical one) and starts
+/// streaming into the returned body.
 pub async fn open(
     broker: &Broker,
     request: StreamRequest,
     settings: &SseConfig,
     streams: &Streams,
     slot: OwnedSemaphorePermit,
-    schemas: Arc<SchemaStore>,
+    presentation: Presentation,
 ) -> Result<SseStream, ConsumeError> {
     let backend = &broker.backend;
     let topic = request.topic.as_str();
@@ -160,7 +170,8 @@ pub async fn open(
         decode: request.decode,
         buffer: settings.buffer,
         stall_timeout: settings.stall_timeout,
-        schemas,
+        broker: broker.name.clone(),
+        presentation,
         _slot: slot,
     };
     tokio::spawn(pump.run());

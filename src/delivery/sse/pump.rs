@@ -44,7 +44,9 @@ pub(super) struct Pump {
     pub(super) buffer: usize,
     pub(super) stall_timeout: Duration,
     /// Decodes schema-encoded events back to JSON before they are rendered.
-    pub(super) schemas: std::sync::Arc<crate::schemas::SchemaStore>,
+    /// The broker's name, for the topic map.
+    pub(super) broker: String,
+    pub(super) presentation: super::Presentation,
     /// Holds one of the server's stream slots until the reader stops.
     pub(super) _slot: OwnedSemaphorePermit,
 }
@@ -111,12 +113,14 @@ impl Pump {
                 continue;
             }
             let id = self.position.as_ref().map(|p| p.encode(&self.topic));
-            let decoded = match self.decode && self.schemas.decodes_anything() {
-                true => self.schemas.decode(&event).await,
+            let schemas = &self.presentation.schemas;
+            let decoded = match self.decode && schemas.decodes_anything() {
+                true => schemas.decode(&event).await,
                 false => None,
             };
+            let logical = self.presentation.topics.logical(&self.broker, &topic);
             let bytes = render_from(
-                Some(&topic),
+                Some(logical.as_deref().unwrap_or(&topic)),
                 decoded.as_ref().unwrap_or(&event),
                 id.as_deref(),
                 self.typed,

@@ -21,7 +21,7 @@ use crate::delivery::status::Status;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
 use crate::policy::filter::Filters;
-use crate::schemas::SchemaStore;
+use crate::delivery::Views;
 
 /// A rate limiter shared by a subscription's deliveries.
 /// On the standard library's monotonic clock: `governor`'s default (`quanta`) ran a CPUID
@@ -60,8 +60,9 @@ pub struct Worker {
     pub limiter: std::sync::OnceLock<Limiter>,
     /// The origin named in the webhook handshake (the host of the config `source`).
     pub origin: Arc<str>,
-    /// Decodes schema-encoded events back to JSON (unless the spec says `decode = false`).
-    pub schemas: Arc<SchemaStore>,
+    /// The schema decoder (schema-encoded events go out as JSON unless the spec says
+    /// `decode = false`) and the topic map (endpoints see logical topic names).
+    pub views: Arc<Views>,
     /// Running / paused / stopped; a 410 from the endpoint switches it to paused.
     pub control: Arc<watch::Sender<RunState>>,
     /// What each ordering lane gave back, so nothing later of the lane overtakes it.
@@ -103,7 +104,12 @@ impl Worker {
 
     /// `delivery`, when the subscription's filters let it through; otherwise it is acknowledged
     /// (its offset may be committed like a delivered one's) and counted as filtered.
-    pub fn admit_filtered(&self, delivery: Delivery) -> Option<Delivery> {
+    pub fn admit_filtered(&self, mut delivery: Delivery) -> Option<Delivery> {
+        if let Some(logical) = self.views.topics().logical(&self.spec.broker, &delivery.topic) {
+            if *logical != *delivery.topic {
+                delivery.topic = Arc::from(logical.as_ref());
+            }
+        }
         if self.filters.is_empty() || self.filters.matches(&delivery.event) {
             return Some(delivery);
         }
@@ -197,10 +203,12 @@ impl Worker {
         }
         let started = Instant::now();
         let mut decoded = Vec::new();
-        if self.spec.decode && self.schemas.decodes_anything() {
+        let schemas = self.views.schemas();
+        if self.spec.decode && schemas.decodes_anything() {
+            let schemas = Arc::clone(&schemas);
             let originals: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
             for event in originals {
-                decoded.push(self.schemas.decode(event).await);
+                decoded.push(schemas.decode(event).await);
             }
         }
         let events: Vec<(&str, &Event)> = deliveries
@@ -317,10 +325,18 @@ impl Worker {
         set("sidebuserrorattempts", attempts.to_string());
         set("sidebuserrorsubscription", self.name.to_string());
         set("sidebuserrortopic", d.topic.to_string());
+        let topics = self.views.topics();
+        let broker = &self.spec.broker;
+        set(
+            "sidebuserrorphysicaltopic",
+            topics.route(broker, &d.topic).physical.to_string(),
+        );
+        let physical = topics.route(broker, &Arc::from(topic.as_str())).physical;
+        drop(topics);
         set("sidebuserrorposition", d.spot.to_string());
         let published = match self.pipeline.submit(
             vec![Outbound {
-                topic: Arc::from(topic.as_str()),
+                topic: physical,
                 event,
             }],
             true,

@@ -135,7 +135,11 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
             None => {
                 backend
                     .subscribe(GroupSpec {
-                        topic: spec.topic.clone(),
+                        topic: worker
+                            .views
+                            .topics()
+                            .physical(&spec.broker, &spec.topic)
+                            .into_owned(),
                         group: spec.group_or(&worker.name).to_string(),
                         start: spec.start,
                         max_in_flight: spec.unsettled_limit(),

@@ -1,0 +1,108 @@
+//! The audit layer: after a state-changing request (a publish, a subscription's create,
+//! replace, delete, pause or resume) or a refusal (`403`), writes its audit line. `401`s are
+//! written by the auth layer, which answers them before this one runs.
+
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::audit::{now, Audited, Record};
+use super::auth::Caller;
+use super::AppState;
+use crate::event::trace;
+
+/// The action a route and method stand for, when it changes state.
+fn action(method: &Method, route: &str) -> Option<&'static str> {
+    Some(match (method.as_str(), route) {
+        ("POST", super::PUBLISH | super::PUBLISH_BATCH) => "publish",
+        ("PUT", super::SUBSCRIPTION) => "subscription.put",
+        ("DELETE", super::SUBSCRIPTION) => "subscription.delete",
+        ("POST", super::SUBSCRIPTION_PAUSE) => "subscription.pause",
+        ("POST", super::SUBSCRIPTION_RESUME) => "subscription.resume",
+        _ => return None,
+    })
+}
+
+/// Writes the audit line of each request that needs one, when the audit log is kept.
+pub async fn record(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(audit) = state.live().audit.clone() else {
+        return next.run(request).await;
+    };
+    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or_default();
+    let action = action(request.method(), route);
+    let mut record = Record {
+        principal: request
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.name().map(str::to_string)),
+        request: Some(format!("{} {}", request.method(), request.uri().path())),
+        idempotency_key: header(request.headers(), "idempotency-key"),
+        request_id: request_id(request.headers()),
+        ..Record::default()
+    };
+    for (key, value) in params.iter().flat_map(|p| p.iter()) {
+        let value = Some(value.to_string());
+        match key {
+            "broker" => record.broker = value,
+            "topic" => record.topic = value,
+            "name" => record.subscription = value,
+            _ => {}
+        }
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    record.action = match action {
+        _ if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED => "denied",
+        Some(action) => action,
+        None => return response,
+    };
+    if record.action != "denied" {
+        record.request = None;
+    }
+    if let Some(facts) = response.extensions().get::<Audited>() {
+        record.physical_topic = facts.physical_topic.as_deref().map(str::to_string);
+        record.events = facts.events;
+        record.bytes = facts.bytes;
+        record.ids = facts.ids.clone();
+    }
+    record.status = status.as_u16();
+    record.time = now();
+    audit.log(&record);
+    response
+}
+
+/// The audit line of a request refused before it reached a route's handler.
+pub fn denied(request: &Request, status: StatusCode) -> Record {
+    Record {
+        time: now(),
+        action: "denied",
+        request: Some(format!("{} {}", request.method(), request.uri().path())),
+        status: status.as_u16(),
+        idempotency_key: header(request.headers(), "idempotency-key"),
+        request_id: request_id(request.headers()),
+        ..Record::default()
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `X-Request-Id` when the request has one, else the trace id of its `traceparent`.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    header(headers, "x-request-id")
+        .or_else(|| {
+            let context = trace::from_headers(headers)?;
+            context.traceparent.split('-').nth(1).map(str::to_string)
+        })
+}
