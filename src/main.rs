@@ -19,6 +19,10 @@ struct Cli {
     /// State directory, overriding the config's `state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// How often the config file is read for changes, which are then applied live (`0s`: only
+    /// on SIGHUP).
+    #[arg(long, env = "SIDEBUS_CONFIG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    config_poll: std::time::Duration,
     /// Log as JSON lines.
     #[arg(long, env = "SIDEBUS_LOG_FORMAT_JSON")]
     log_json: bool,
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let tracing = sidebus::telemetry::tracing::init(log_json, &config.telemetry)?;
     let source = sidebus::ConfigSource {
         path: reload.config.clone(),
+        poll: Some(reload.config_poll).filter(|p| !p.is_zero()),
         load: Box::new(move || configure(reload.clone())),
     };
     let result = sidebus::run(config, Some(source), shutdown_signal()).await;

@@ -11,9 +11,6 @@ use std::time::Duration;
 use crate::api::AppState;
 use crate::config::{Config, ConfigError};
 
-/// How often the file is read for changes.
-const POLL: Duration = Duration::from_secs(1);
-
 /// How long the bytes must stay the same before a change is applied.
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -22,6 +19,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub struct ConfigSource {
     /// The file, when there is one; without one only `SIGHUP` reloads (the environment).
     pub path: Option<PathBuf>,
+    /// How often the file is read for changes; `None`: only on `SIGHUP`.
+    pub poll: Option<Duration>,
     /// Reads and validates the configuration.
     pub load: Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>,
 }
@@ -51,14 +50,13 @@ impl ConfigSource {
 
 /// Reloads `state` on every `SIGHUP` and every change of the file, until the process ends.
 pub async fn watch(state: AppState, source: ConfigSource) {
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reloads follow the file only");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reloads follow the file only");
+            None
+        }
+    };
     let mut seen = source.read();
     loop {
         let signalled = async {
@@ -69,7 +67,7 @@ pub async fn watch(state: AppState, source: ConfigSource) {
         };
         tokio::select! {
             _ = signalled => tracing::info!("SIGHUP: reloading the configuration"),
-            _ = tokio::time::sleep(POLL) => {
+            _ = poll(source.poll) => {
                 if source.path.is_none() || source.read() == seen {
                     continue;
                 }
@@ -79,5 +77,13 @@ pub async fn watch(state: AppState, source: ConfigSource) {
         seen = source.settled().await;
         let config = (source.load)().map_err(|e| e.to_string());
         let _ = state.reload(config, &seen).await;
+    }
+}
+
+/// Resolves after `every`, or never.
+async fn poll(every: Option<Duration>) {
+    match every {
+        Some(every) => tokio::time::sleep(every).await,
+        None => std::future::pending().await,
     }
 }

@@ -106,7 +106,9 @@ pub struct Audit {
 
 impl std::fmt::Debug for Audit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Audit").field("config", &self.config).finish()
+        f.debug_struct("Audit")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

@@ -35,7 +35,10 @@ pub async fn record(
     let Some(audit) = state.live().audit.clone() else {
         return next.run(request).await;
     };
-    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or_default();
+    let route = matched
+        .as_ref()
+        .map(MatchedPath::as_str)
+        .unwrap_or_default();
     let action = action(request.method(), route);
     let mut record = Record {
         principal: request
@@ -100,9 +103,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// `X-Request-Id` when the request has one, else the trace id of its `traceparent`.
 fn request_id(headers: &HeaderMap) -> Option<String> {
-    header(headers, "x-request-id")
-        .or_else(|| {
-            let context = trace::from_headers(headers)?;
-            context.traceparent.split('-').nth(1).map(str::to_string)
-        })
+    header(headers, "x-request-id").or_else(|| {
+        let context = trace::from_headers(headers)?;
+        context.traceparent.split('-').nth(1).map(str::to_string)
+    })
 }

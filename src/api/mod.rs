@@ -19,12 +19,12 @@ mod target;
 mod topics;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::from_fn_with_state;
 use axum::middleware::Next;
 use axum::response::Response;
-use tower::{Layer, ServiceExt};
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
+use tower::{Layer, ServiceExt};
 use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::api::error::ApiError;
@@ -130,7 +130,11 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
 /// Bounds the body to the `limits.max_body` in force when the request arrives.
 async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.live().config.limits.max_body;
-    match DefaultBodyLimit::max(limit).layer(next).oneshot(request).await {
+    match DefaultBodyLimit::max(limit)
+        .layer(next)
+        .oneshot(request)
+        .await
+    {
         Ok(response) => response,
         Err(never) => match never {},
     }

@@ -108,13 +108,15 @@ impl AppState {
                 },
             );
         }
-        let live = Live::build(config, None, |name| brokers.get(name).map(|b| b.pipeline.clone()))
-            .await
-            .map_err(|e| match e {
-                LiveError::Access(e) => StartError::Access(e),
-                LiveError::Schemas(e) => StartError::Schemas(e),
-                LiveError::Audit(e) => StartError::Audit(e),
-            })?;
+        let live = Live::build(config, None, |name| {
+            brokers.get(name).map(|b| b.pipeline.clone())
+        })
+        .await
+        .map_err(|e| match e {
+            LiveError::Access(e) => StartError::Access(e),
+            LiveError::Schemas(e) => StartError::Schemas(e),
+            LiveError::Audit(e) => StartError::Audit(e),
+        })?;
         let config = &live.config;
         let idempotency =
             IdempotencyStore::new(config.idempotency.window, config.idempotency.max_keys);
@@ -194,7 +196,11 @@ impl AppState {
             Ok(config) => self.apply(config).await,
             Err(e) => Err(e),
         };
-        let result = if outcome.is_ok() { "applied" } else { "invalid" };
+        let result = if outcome.is_ok() {
+            "applied"
+        } else {
+            "invalid"
+        };
         metrics::counter!(telemetry::CONFIG_RELOADS, "result" => result).increment(1);
         let mut status = self.status();
         match &outcome {
@@ -220,9 +226,11 @@ impl AppState {
         let old = self.live();
         let restart = live::restart_required(&old.config, &config);
         let brokers = &self.inner.brokers;
-        let live = Live::build(config, Some(&old), |name| brokers.get(name).map(|b| b.pipeline.clone()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let live = Live::build(config, Some(&old), |name| {
+            brokers.get(name).map(|b| b.pipeline.clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let subscriptions = live.config.subscriptions.clone();
         let checked = self
             .inner

@@ -71,7 +71,10 @@ pub fn resolve<'a>(
     let physical = live.topics.physical(broker, topic);
     if *physical != *topic {
         validate_topic(&physical).map_err(|e| {
-            ApiError::BadRequest(format!("`{topic}` maps to `{physical}`, which is invalid: {}", e.reason))
+            ApiError::BadRequest(format!(
+                "`{topic}` maps to `{physical}`, which is invalid: {}",
+                e.reason
+            ))
         })?;
     }
     found

@@ -38,6 +38,19 @@ pub async fn list(
         .get("prefix")
         .map(String::as_str)
         .filter(|p| !p.is_empty());
-    let topics = found.backend.list_topics(prefix).await?;
+    let map = state.live().topics.clone();
+    let listing = map.listing_prefix(&broker, prefix);
+    let listed = found.backend.list_topics(listing.as_deref()).await?;
+    // Services see logical names only: physical ones are renamed, other tenants' left out.
+    let mut topics: Vec<TopicInfo> = listed
+        .into_iter()
+        .filter_map(|mut topic| {
+            let logical = map.logical(&broker, &topic.name)?.into_owned();
+            topic.name = logical;
+            Some(topic)
+        })
+        .filter(|topic| prefix.is_none_or(|p| topic.name.starts_with(p)))
+        .collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(Topics { topics }))
 }

@@ -73,8 +73,14 @@ mod tests {
         assert!(ok.audit.is_some());
         for (toml, key) in [
             ("[audit]\n", "audit"),
-            ("[audit]\ntopic = { broker = \"nope\", topic = \"a\" }\n", "audit.topic.broker"),
-            ("[audit]\ntopic = { broker = \"default\", topic = \"a b\" }\n", "audit.topic.topic"),
+            (
+                "[audit]\ntopic = { broker = \"nope\", topic = \"a\" }\n",
+                "audit.topic.broker",
+            ),
+            (
+                "[audit]\ntopic = { broker = \"default\", topic = \"a b\" }\n",
+                "audit.topic.topic",
+            ),
             ("[audit]\npath = \"a\"\nbuffer = 0\n", "audit.buffer"),
         ] {
             let err = parse(toml).unwrap_err().to_string();

@@ -33,8 +33,8 @@ pub use schema::{Encoding, SchemaRegistryConfig, SchemaRule};
 pub use spool::SpoolConfig;
 pub use sse::{RawSse, SseConfig};
 pub use subscription::{StartFrom, SubscriptionSpec};
-pub use topic_map::TopicRule;
 pub use telemetry::{OtlpConfig, OtlpProtocol, RawTelemetry, TelemetryConfig};
+pub use topic_map::TopicRule;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -57,7 +57,10 @@ pub(super) fn validate(
         }
         let physical = rule.physical.as_deref().unwrap_or(&rule.name);
         if rule.shadow.as_deref() == Some(physical) {
-            return Err(invalid(key("shadow"), "must differ from the physical topic"));
+            return Err(invalid(
+                key("shadow"),
+                "must differ from the physical topic",
+            ));
         }
     }
     Ok(())
@@ -72,7 +75,10 @@ pub(super) fn validate_prefix(key: &str, prefix: &str) -> Result<(), ConfigError
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err(invalid(key, "only the characters A-Z a-z 0-9 . _ - are allowed"));
+        return Err(invalid(
+            key,
+            "only the characters A-Z a-z 0-9 . _ - are allowed",
+        ));
     }
     Ok(())
 }
@@ -96,8 +102,14 @@ mod tests {
     #[test]
     fn bad_rules_name_their_key() {
         let cases = [
-            ("name = \"orders\"\nbroker = \"nope\"", "topics[0] (orders).broker"),
-            ("name = \"o rders\"\nbroker = \"events\"", "topics[0] (o rders).name"),
+            (
+                "name = \"orders\"\nbroker = \"nope\"",
+                "topics[0] (orders).broker",
+            ),
+            (
+                "name = \"o rders\"\nbroker = \"events\"",
+                "topics[0] (o rders).name",
+            ),
             (
                 "name = \"orders\"\nbroker = \"events\"\nphysical = \"a/b\"",
                 "topics[0] (orders).physical",
@@ -108,13 +120,18 @@ mod tests {
             ),
         ];
         for (rule, key) in cases {
-            let err = parse(&format!("{BROKER}[[topics]]\n{rule}\n")).unwrap_err().to_string();
+            let err = parse(&format!("{BROKER}[[topics]]\n{rule}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{rule}: {err}");
         }
         let twice = format!(
             "{BROKER}[[topics]]\nname = \"o\"\nbroker = \"events\"\n[[topics]]\nname = \"o\"\nbroker = \"events\"\n"
         );
-        assert!(parse(&twice).unwrap_err().to_string().contains("mapped twice"));
+        assert!(parse(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("mapped twice"));
         let prefix = format!("{BROKER}topic_prefix = \"a/\"\n");
         assert!(parse(&prefix)
             .unwrap_err()

@@ -12,11 +12,11 @@ use super::status::{Status, StatusView};
 use super::webhook::client::WebhookClient;
 use super::webhook::request::SigningKey;
 use super::webhook::{self, RunState, Worker};
+use super::Views;
 use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::config::topic::TopicPattern;
 use crate::pipeline::Broker;
 use crate::policy::filter::{FilterError, Filters};
-use super::Views;
 
 /// Where a subscription was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -372,7 +372,9 @@ impl Registry {
                     restart.push((name.clone(), spec.clone(), Origin::Config, false));
                 }
             }
-            gone.iter().filter_map(|name| entries.remove(name)).collect()
+            gone.iter()
+                .filter_map(|name| entries.remove(name))
+                .collect()
         };
         drop(removed);
         for (name, spec, origin, paused) in restart {

@@ -96,6 +96,19 @@ impl TopicMap {
         }
     }
 
+    /// The physical prefix to list `broker`'s topics by, for the logical names starting with
+    /// `prefix`: the broker's `topic_prefix` and `prefix` behind it — `prefix` alone cannot
+    /// narrow the listing when a rule maps names elsewhere.
+    pub fn listing_prefix(&self, broker: &str, prefix: Option<&str>) -> Option<String> {
+        let prefix = prefix.unwrap_or_default();
+        let listing = match self.brokers.get(broker) {
+            None => prefix.to_string(),
+            Some(topics) if topics.by_logical.is_empty() => format!("{}{prefix}", topics.prefix),
+            Some(topics) => topics.prefix.clone(),
+        };
+        Some(listing).filter(|p| !p.is_empty())
+    }
+
     /// The logical name of `physical` on `broker`, as services see it; `None` for a topic
     /// outside the broker's prefix (another tenant's).
     pub fn logical<'a>(&self, broker: &str, physical: &'a str) -> Option<Cow<'a, str>> {

@@ -22,6 +22,7 @@ pub const SUBSCRIPTION: &str = "/v1/subscriptions/{name}";
 pub const SUBSCRIPTION_PAUSE: &str = "/v1/subscriptions/{name}/pause";
 pub const SUBSCRIPTION_RESUME: &str = "/v1/subscriptions/{name}/resume";
 pub const SUBSCRIBE_SSE: &str = "/v1/subscribe/{broker}/{topic}";
+pub const CONFIG: &str = "/v1/config";
 
 /// A webhook endpoint nothing listens on: deliveries to it fail, which does not matter here.
 pub const ENDPOINT: &str = "http://127.0.0.1:9/events";

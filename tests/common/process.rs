@@ -22,8 +22,19 @@ pub fn free_port() -> u16 {
 impl Sidebus {
     /// Starts the binary listening on `port`, with `--config` when given, in `dir`.
     pub fn spawn(port: u16, config: Option<&std::path::Path>, dir: &std::path::Path) -> Self {
+        Self::spawn_with(port, config, dir, &[])
+    }
+
+    /// [`Sidebus::spawn`] with more command-line arguments.
+    pub fn spawn_with(
+        port: u16,
+        config: Option<&std::path::Path>,
+        dir: &std::path::Path,
+        args: &[&str],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sidebus"));
         command
+            .args(args)
             .current_dir(dir)
             .env("SIDEBUS_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -108,6 +119,16 @@ impl Sidebus {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

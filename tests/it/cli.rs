@@ -101,7 +101,7 @@ fn an_unknown_key_in_the_file_is_named_once_with_the_file_and_the_accepted_keys(
     assert_only_line(
         &stderr,
         "invalid configuration: `brokers.k.bootstrap` in bad.toml: unknown key, expected one of \
-         `bootstrap_servers`, `create_topics`, `options`, `spool`",
+         `bootstrap_servers`, `create_topics`, `options`, `spool`, `topic_prefix`",
     );
 }
 
@@ -116,7 +116,7 @@ fn an_unknown_key_in_the_environment_is_named_once_by_its_variable() {
         &stderr,
         "invalid configuration: `brokers.k.bootstrap` in environment variable \
          SIDEBUS_BROKERS__K__BOOTSTRAP: unknown key, expected one of `bootstrap_servers`, \
-         `create_topics`, `options`, `spool`",
+         `create_topics`, `options`, `spool`, `topic_prefix`",
     );
 }
 

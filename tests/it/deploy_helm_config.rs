@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::deploy::{array_at, read, str_at, yaml};
 use crate::common::helm::{check_service_monitor, check_workload, render, Expected, Rendered};
-use serde_json::json;
+use serde_json::{json, Value};
 use sidebus::config::BrokerConfig;
 
 #[test]
@@ -85,6 +85,9 @@ fn helm_chart_renders_brokers_subscriptions_and_limits_into_a_valid_config() {
             .clone()
     };
     assert_ne!(checksum(&rendered), checksum(&default));
+    // With live reload chosen instead, the pods stay and read the updated ConfigMap.
+    let live = render(json!({"sidebus": {"rollOnConfigChange": false}}));
+    assert_eq!(checksum(&live), Value::Null);
 }
 
 /// The values example in the docs' Deploy section renders, as the docs say.

@@ -5,6 +5,7 @@
 mod common;
 
 mod amqp_tls;
+mod audit;
 mod backpressure;
 mod cli;
 mod compression;
@@ -32,6 +33,7 @@ mod publish_kafka;
 mod publish_memory;
 mod publish_nats;
 mod quotas;
+mod reload;
 mod schemas;
 mod security;
 mod shutdown;
@@ -39,6 +41,7 @@ mod spool;
 mod sse;
 mod sse_browser;
 mod sse_resume;
+mod topic_mapping;
 mod topics;
 mod webhook_brokers;
 mod webhook_kafka;

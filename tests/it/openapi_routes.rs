@@ -8,8 +8,8 @@ mod subscriptions;
 use std::path::Path;
 
 use crate::common::openapi::{
-    config, routes, Spec, BROKERS, BROKER_TOPICS, FILTERS_EVALUATE, HEALTHZ, METRICS, PUBLISH,
-    PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
+    config, routes, Spec, BROKERS, BROKER_TOPICS, CONFIG, FILTERS_EVALUATE, HEALTHZ, METRICS,
+    PUBLISH, PUBLISH_BATCH, READYZ, SUBSCRIBE_SSE,
 };
 use crate::common::sse::cursor_at;
 use crate::common::TestServer;
@@ -221,6 +221,12 @@ async fn every_route_answers_as_documented() {
         .await
         .unwrap();
     assert_eq!(body["brokers"][0]["kind"], "memory");
+    let body = spec.check("get", CONFIG, get(CONFIG).await).await.unwrap();
+    assert!(
+        body["hash"].as_str().unwrap().starts_with("sha256:"),
+        "{body}"
+    );
+    assert_eq!(body["last_error"], serde_json::Value::Null);
 
     // A broker that is down: 503 with Retry-After from publish and readiness.
     let down = TestServer::start_unready(&down_config(state.path())).await;

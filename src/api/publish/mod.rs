@@ -14,13 +14,13 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Audited, MAX_IDS};
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::extract::Body;
+use super::live::Live;
 use super::observe::{Publisher, Trace};
 use super::target::{resolve, Direction};
-use super::audit::{Audited, MAX_IDS};
-use super::live::Live;
 use super::AppState;
 use crate::backend::{Outbound, Position};
 use crate::event::trace::TraceContext;
@@ -174,7 +174,12 @@ impl Request<'_> {
     }
 
     /// What the audit log records of this publish, when it is kept.
-    fn audited(&self, ids: impl Iterator<Item = String>, events: usize, bytes: usize) -> Option<Audited> {
+    fn audited(
+        &self,
+        ids: impl Iterator<Item = String>,
+        events: usize,
+        bytes: usize,
+    ) -> Option<Audited> {
         self.live.audit.as_ref()?;
         Some(Audited {
             physical_topic: Some(self.route.physical.clone()),

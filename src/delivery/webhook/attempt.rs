@@ -18,10 +18,10 @@ use crate::backend::consume::Delivery;
 use crate::backend::Outbound;
 use crate::config::subscription::{Ordering, SubscriptionSpec};
 use crate::delivery::status::Status;
+use crate::delivery::Views;
 use crate::event::Event;
 use crate::pipeline::Pipeline;
 use crate::policy::filter::Filters;
-use crate::delivery::Views;
 
 /// A rate limiter shared by a subscription's deliveries.
 /// On the standard library's monotonic clock: `governor`'s default (`quanta`) ran a CPUID
@@ -105,7 +105,11 @@ impl Worker {
     /// `delivery`, when the subscription's filters let it through; otherwise it is acknowledged
     /// (its offset may be committed like a delivered one's) and counted as filtered.
     pub fn admit_filtered(&self, mut delivery: Delivery) -> Option<Delivery> {
-        if let Some(logical) = self.views.topics().logical(&self.spec.broker, &delivery.topic) {
+        if let Some(logical) = self
+            .views
+            .topics()
+            .logical(&self.spec.broker, &delivery.topic)
+        {
             if *logical != *delivery.topic {
                 delivery.topic = Arc::from(logical.as_ref());
             }
