@@ -102,6 +102,7 @@ pub struct Audit {
     lines: mpsc::Sender<String>,
     health: Arc<Mutex<Health>>,
     config: AuditConfig,
+    physical: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -113,18 +114,17 @@ impl std::fmt::Debug for Audit {
 }
 
 impl Audit {
-    /// Opens the file sink (creating its directory) and starts the writer; `pipeline` is the
-    /// topic sink's broker pipeline when `config.topic` names one.
-    pub fn start(config: &AuditConfig, pipeline: Option<Pipeline>) -> Result<Self, AuditError> {
+    /// Opens the file sink (creating its directory) and starts the writer; `sink` is the topic
+    /// sink's broker pipeline and physical topic when `config.topic` names one.
+    pub fn start(
+        config: &AuditConfig,
+        sink: Option<(Pipeline, Arc<str>)>,
+    ) -> Result<Self, AuditError> {
         let file = match &config.path {
             Some(path) => Some(open(path)?),
             None => None,
         };
-        let topic = config
-            .topic
-            .as_ref()
-            .zip(pipeline)
-            .map(|(t, pipeline)| (pipeline, Arc::<str>::from(t.topic.as_str())));
+        let topic = sink.clone();
         let (lines, queue) = mpsc::channel(config.buffer);
         let health = Arc::new(Mutex::new(Health::default()));
         tokio::spawn(write(queue, file, topic, health.clone()));
@@ -132,12 +132,14 @@ impl Audit {
             lines,
             health,
             config: config.clone(),
+            physical: sink.map(|(_, topic)| topic),
         })
     }
 
-    /// The configuration it was started with (a reload keeps it running when this is unchanged).
-    pub fn config(&self) -> &AuditConfig {
-        &self.config
+    /// Whether it writes where `config` says, to the physical topic `physical` (a reload keeps
+    /// it running then).
+    pub fn writes_as(&self, config: &AuditConfig, physical: Option<&Arc<str>>) -> bool {
+        self.config == *config && self.physical.as_ref() == physical
     }
 
     /// Queues `record`; when the queue is full the line is dropped and counted.
@@ -195,9 +197,13 @@ async fn write(
                 text.push('\n');
             }
             let written = file.write_all(text.as_bytes()).and_then(|_| file.flush());
-            settle(&health, "file", written.map_err(|e| e.to_string()), |h| {
-                &mut h.file
-            });
+            settle(
+                &health,
+                "file",
+                chunk.len(),
+                written.map_err(|e| e.to_string()),
+                |h| &mut h.file,
+            );
         }
         if let Some((pipeline, topic)) = &topic {
             let events = chunk
@@ -218,16 +224,18 @@ async fn write(
                 Ok(None) => Ok(()),
                 Err(e) => Err(e.to_string()),
             };
-            settle(&health, "topic", published, |h| &mut h.topic);
+            settle(&health, "topic", chunk.len(), published, |h| &mut h.topic);
         }
         chunk.clear();
     }
 }
 
-/// Records a sink's outcome: a failure is kept for `/readyz`, logged and counted per line.
+/// Records a sink's outcome for `lines` lines: a failure is kept for `/readyz`, logged and
+/// counted per line.
 fn settle(
     health: &Mutex<Health>,
     sink: &'static str,
+    lines: usize,
     outcome: Result<(), String>,
     slot: impl FnOnce(&mut Health) -> &mut Option<String>,
 ) {
@@ -239,7 +247,7 @@ fn settle(
             if slot.is_none() {
                 tracing::error!(sink, error = %e, "audit sink failing");
             }
-            metrics::counter!(telemetry::AUDIT_FAILED, "sink" => sink).increment(1);
+            metrics::counter!(telemetry::AUDIT_FAILED, "sink" => sink).increment(lines as u64);
             *slot = Some(e);
         }
     }

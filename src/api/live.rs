@@ -21,7 +21,8 @@ use crate::telemetry;
 /// The policy in force: swapped whole by a reload, so a request sees one configuration from
 /// start to end.
 pub struct Live {
-    /// The configuration it was built from (broker definitions and `listen` as started).
+    /// The configuration it was built from. Only what [`restart_required`] leaves out is in
+    /// force from it; broker definitions, `listen` and the rest stay as sidebus started.
     pub config: Config,
     /// Who may call the API, by bearer token.
     pub principals: Principals,
@@ -75,11 +76,17 @@ impl Live {
             }
             _ => Arc::new(SchemaStore::load(&config).await?),
         };
+        let topics = Arc::new(TopicMap::new(&config));
+        // The audit topic is a physical name: the broker's `topic_prefix` applies, no rule does.
+        let audit_topic = config.audit.as_ref().and_then(|a| a.topic.as_ref());
+        let physical = audit_topic.map(|t| Arc::from(topics.prefixed(&t.broker, &t.topic)));
         let audit = match (&config.audit, previous.and_then(|p| p.audit.as_ref())) {
             (None, _) => None,
-            (Some(wanted), Some(running)) if running.config() == wanted => Some(running.clone()),
+            (Some(wanted), Some(running)) if running.writes_as(wanted, physical.as_ref()) => {
+                Some(running.clone())
+            }
             (Some(wanted), _) => {
-                let sink = wanted.topic.as_ref().and_then(|t| pipeline(&t.broker));
+                let sink = audit_topic.and_then(|t| pipeline(&t.broker)).zip(physical);
                 Some(Audit::start(wanted, sink)?)
             }
         };
@@ -92,7 +99,7 @@ impl Live {
             .collect();
         Ok(Self {
             requests,
-            topics: Arc::new(TopicMap::new(&config)),
+            topics,
             principals,
             quotas,
             schemas,
@@ -102,7 +109,8 @@ impl Live {
     }
 }
 
-/// The key paths whose change needs a restart, comparing the running `old` with `new`.
+/// The key paths whose change needs a restart, comparing the configuration sidebus started
+/// with (`old`) with `new`: what only a restart applies stays listed until one.
 pub fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
     let mut changed = |differs: bool, key: &str| {
@@ -115,7 +123,15 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     changed(old.shutdown_grace != new.shutdown_grace, "shutdown_grace");
     changed(old.pipeline != new.pipeline, "pipeline");
     changed(old.idempotency != new.idempotency, "idempotency");
-    changed(old.sse != new.sse, "sse");
+    changed(
+        old.sse.max_streams != new.sse.max_streams,
+        "sse.max_streams",
+    );
+    changed(
+        old.sse.allow_any_origin != new.sse.allow_any_origin
+            || old.sse.allowed_origins != new.sse.allowed_origins,
+        "sse.allowed_origins",
+    );
     changed(old.telemetry != new.telemetry, "telemetry");
     changed(
         old.limits.pipeline_depth != new.limits.pipeline_depth,

@@ -66,7 +66,13 @@ async fn open(
     // The stream reads, and its cursors name, the physical topic: after a flip to another
     // one, a cursor of the old topic is refused rather than read at the wrong positions.
     let physical = live.topics.physical(broker, topic);
-    let request = parse(abilities, &physical, params, headers)?;
+    let request = parse(abilities, &physical, params, headers).map_err(|e| match e {
+        // A service never sees the physical name, not even in why its cursor was refused.
+        ApiError::BadRequest(detail) if physical != topic => {
+            ApiError::BadRequest(detail.replace(&*physical, topic))
+        }
+        other => other,
+    })?;
     let Some(slot) = streams.try_acquire() else {
         return Err(ApiError::TooManyStreams(
             format!(

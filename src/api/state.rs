@@ -64,6 +64,8 @@ struct Inner {
     status: Mutex<ConfigStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The configuration at startup, which keys needing a restart are compared with.
+    started: Config,
 }
 
 impl AppState {
@@ -118,6 +120,7 @@ impl AppState {
             LiveError::Audit(e) => StartError::Audit(e),
         })?;
         let config = &live.config;
+        let started = config.clone();
         let idempotency =
             IdempotencyStore::new(config.idempotency.window, config.idempotency.max_keys);
         let brokers = Arc::new(brokers);
@@ -152,6 +155,7 @@ impl AppState {
                 stop_spools,
                 status: Mutex::new(status),
                 reloading: tokio::sync::Mutex::new(()),
+                started,
             }),
         })
     }
@@ -224,7 +228,7 @@ impl AppState {
 
     async fn apply(&self, config: Config) -> Result<Vec<String>, String> {
         let old = self.live();
-        let restart = live::restart_required(&old.config, &config);
+        let restart = live::restart_required(&self.inner.started, &config);
         let brokers = &self.inner.brokers;
         let live = Live::build(config, Some(&old), |name| {
             brokers.get(name).map(|b| b.pipeline.clone())

@@ -70,9 +70,14 @@ pub fn resolve<'a>(
     )?;
     let physical = live.topics.physical(broker, topic);
     if *physical != *topic {
-        validate_topic(&physical).map_err(|e| {
+        let valid = match direction {
+            Direction::Publish => validate_topic(&physical),
+            Direction::Subscribe => TopicPattern::parse(&physical).map(|_| ()),
+        };
+        valid.map_err(|e| {
             ApiError::BadRequest(format!(
-                "`{topic}` maps to `{physical}`, which is invalid: {}",
+                "topic `{topic}` cannot be used on broker `{broker}`: the name it maps to \
+                 ([[topics]], topic_prefix) is invalid: {}",
                 e.reason
             ))
         })?;

@@ -9,6 +9,7 @@ mod idempotency;
 mod limits;
 mod pipeline;
 pub mod quota;
+pub mod rate_limit;
 pub mod schema;
 mod spool;
 mod sse;
@@ -304,7 +305,11 @@ impl RawConfig {
             self.brokers.contains_key(b)
         })?;
         quota::validate(&self.quotas, |b| self.brokers.contains_key(b))?;
-        topic_map::validate(&self.topics, |b| self.brokers.contains_key(b))?;
+        topic_map::validate(&self.topics, |b| {
+            self.brokers
+                .get(b)
+                .map(|broker| broker.topic_prefix().unwrap_or_default())
+        })?;
         if let Some(audit) = &self.audit {
             audit.validate(|b| self.brokers.contains_key(b))?;
         }

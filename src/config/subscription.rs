@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::config::rate_limit::RateLimit;
 use crate::config::topic::{validate_topic, TopicPattern};
 
 /// Where a consumer group starts when it has no committed position yet.
@@ -120,13 +121,9 @@ pub struct SubscriptionSpec {
     /// Standard Webhooks signing secret (`whsec_` + base64); deliveries are signed when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// Most events per second delivered.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::config::whole::option"
-    )]
-    pub rate_limit: Option<u32>,
+    /// Most events (a number) or events and/or payload bytes (a table) delivered per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Run the CloudEvents Webhook abuse-protection handshake (`OPTIONS`) before the first
     /// delivery, so an endpoint that did not agree to receive events gets none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -313,8 +310,8 @@ impl SubscriptionSpec {
                 return Err(bad("secret", "must hold at least 16 bytes of key"));
             }
         }
-        if self.rate_limit == Some(0) {
-            return Err(bad("rate_limit", "must be at least 1 event per second"));
+        if let Some(reason) = self.rate_limit.as_ref().and_then(RateLimit::problem) {
+            return Err(bad("rate_limit", reason));
         }
         Ok(())
     }
@@ -396,7 +393,15 @@ mod tests {
                 s.rate_limit,
                 s.retry.max_attempts
             ),
-            (2346, 1629, Some(15177), 3)
+            (
+                2346,
+                1629,
+                Some(RateLimit {
+                    events_per_second: Some(15177),
+                    bytes_per_second: None
+                }),
+                3
+            )
         );
         assert!(serde_json::from_str::<SubscriptionSpec>(
             r#"{"broker": "b", "topic": "t", "endpoint": "http://x", "max_batch": 1.5}"#

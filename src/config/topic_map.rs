@@ -28,22 +28,23 @@ pub struct TopicRule {
     pub shadow: Option<String>,
 }
 
-/// Checks every `[[topics]]` rule: known broker, valid names, one rule per logical name and
-/// broker, a shadow that differs from the physical topic.
-pub(super) fn validate(
+/// Checks every `[[topics]]` rule: known broker, valid names (also behind the broker's
+/// `topic_prefix`), one rule per logical name and broker, a shadow that differs from the
+/// physical topic. `prefix_of` gives a broker's prefix, `None` for an unknown broker.
+pub(super) fn validate<'a>(
     rules: &[TopicRule],
-    broker_exists: impl Fn(&str) -> bool,
+    prefix_of: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<(), ConfigError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, rule) in rules.iter().enumerate() {
         let key = |field: &str| format!("topics[{i}] ({}).{field}", rule.name);
         validate_topic(&rule.name).map_err(|e| invalid(key("name"), e.reason))?;
-        if !broker_exists(&rule.broker) {
+        let Some(prefix) = prefix_of(&rule.broker) else {
             return Err(invalid(
                 key("broker"),
                 format!("no broker named `{}` is configured", rule.broker),
             ));
-        }
+        };
         if !seen.insert((&rule.broker, &rule.name)) {
             return Err(invalid(
                 key("name"),
@@ -53,6 +54,12 @@ pub(super) fn validate(
         for (field, value) in [("physical", &rule.physical), ("shadow", &rule.shadow)] {
             if let Some(value) = value {
                 validate_topic(value).map_err(|e| invalid(key(field), e.reason))?;
+                validate_topic(&format!("{prefix}{value}")).map_err(|e| {
+                    invalid(
+                        key(field),
+                        format!("behind the broker's topic_prefix, {}", e.reason),
+                    )
+                })?;
             }
         }
         let physical = rule.physical.as_deref().unwrap_or(&rule.name);

@@ -2,6 +2,7 @@
 //! (persisted in `state_dir/subscriptions.json` so they survive a restart).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,6 +16,7 @@ use super::webhook::{self, RunState, Worker};
 use super::Views;
 use crate::config::subscription::{validate_name, SpecError, SubscriptionSpec};
 use crate::config::topic::TopicPattern;
+use crate::config::StartFrom;
 use crate::pipeline::Broker;
 use crate::policy::filter::{FilterError, Filters};
 
@@ -54,6 +56,7 @@ pub enum RegistryError {
 }
 
 struct Entry {
+    worker: Arc<Worker>,
     spec: SubscriptionSpec,
     /// The topic (or pattern) its consumer reads on the broker, as mapped when it started.
     physical: String,
@@ -63,8 +66,11 @@ struct Entry {
 }
 
 impl Drop for Entry {
+    /// Stops its worker, unless that worker retires (drains the topic it reads first).
     fn drop(&mut self) {
-        self.control.send_replace(RunState::Stopped);
+        if self.worker.retiring.get().is_none() {
+            self.control.send_replace(RunState::Stopped);
+        }
     }
 }
 
@@ -104,6 +110,9 @@ pub struct Registry {
     /// Held for a whole save: concurrent saves would share the temporary file (one rename then
     /// finds it gone) and could land out of order, leaving an older snapshot on disk.
     saving: Mutex<()>,
+    /// Workers still draining the physical topic their subscription moved away from, by
+    /// subscription name: they pause, resume and stop with it.
+    retiring: Mutex<Vec<(String, Arc<watch::Sender<RunState>>)>>,
     /// The dispatcher tasks, awaited at shutdown so that deliveries in flight finish or go back
     /// to the broker (and their spans end) before sidebus exits.
     dispatchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -127,6 +136,7 @@ impl Registry {
             views,
             entries: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
+            retiring: Mutex::new(Vec::new()),
             dispatchers: Mutex::new(Vec::new()),
         })
     }
@@ -144,7 +154,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         for mut spec in from_config {
             let name = spec.name.take().unwrap_or_default();
-            self.insert(&name, spec, Origin::Config, false)?;
+            self.insert(&name, spec, Origin::Config, false, false)?;
         }
         let saved: BTreeMap<String, Saved> = match std::fs::read(&self.file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -154,7 +164,7 @@ impl Registry {
             Err(_) => BTreeMap::new(),
         };
         for (name, saved) in saved {
-            if let Err(e) = self.insert(&name, saved.spec, Origin::Runtime, saved.paused) {
+            if let Err(e) = self.insert(&name, saved.spec, Origin::Runtime, saved.paused, false) {
                 tracing::error!(subscription = %name, error = %e, "saved subscription no longer valid");
             }
         }
@@ -176,12 +186,17 @@ impl Registry {
         }
     }
 
+    /// Starts subscription `name` (replacing one of that name). `moved`: its topic now maps to
+    /// another physical topic, where its group has no position yet — it starts there from the
+    /// earliest event, so nothing another sidecar published there before this one moved is
+    /// missed.
     fn insert(
         self: &Arc<Self>,
         name: &str,
         mut spec: SubscriptionSpec,
         origin: Origin,
         paused: bool,
+        moved: bool,
     ) -> Result<(), RegistryError> {
         spec.name = None;
         self.validate(name, &spec)?;
@@ -202,10 +217,26 @@ impl Registry {
             name: Arc::from(name),
             key: spec.secret.as_deref().and_then(SigningKey::from_secret),
             limiter: OnceLock::new(),
+            byte_limiter: spec
+                .rate_limit
+                .and_then(|r| r.bytes_per_second)
+                .and_then(|b| NonZeroU32::new(u32::try_from(b.as_u64()).ok()?))
+                .map(|rate| {
+                    let quota = governor::Quota::per_second(rate);
+                    let clock = governor::clock::MonotonicClock;
+                    (governor::RateLimiter::direct_with_clock(quota, clock), rate)
+                }),
             origin: self.origin.clone(),
             views: self.views.clone(),
             filters,
-            spec: Arc::new(spec.clone()),
+            spec: Arc::new(SubscriptionSpec {
+                start: if moved {
+                    StartFrom::Earliest
+                } else {
+                    spec.start
+                },
+                ..spec.clone()
+            }),
             http: self.http_client(),
             endpoint,
             pipeline: broker.pipeline.clone(),
@@ -213,8 +244,9 @@ impl Registry {
             control: control.clone(),
             order: webhook::order::OrderGuard::default(),
             returned: Default::default(),
+            retiring: OnceLock::new(),
         });
-        let dispatcher = tokio::spawn(webhook::run(worker, broker.backend.clone()));
+        let dispatcher = tokio::spawn(webhook::run(worker.clone(), broker.backend.clone()));
         {
             let mut dispatchers = self.dispatchers.lock().unwrap_or_else(|e| e.into_inner());
             dispatchers.retain(|d| !d.is_finished());
@@ -242,6 +274,7 @@ impl Registry {
         let previous = self.lock().insert(
             name.to_string(),
             Entry {
+                worker,
                 physical,
                 spec,
                 origin,
@@ -273,7 +306,7 @@ impl Registry {
             Some(_) => true,
             None => false,
         };
-        self.insert(name, spec, Origin::Runtime, false)?;
+        self.insert(name, spec, Origin::Runtime, false, false)?;
         self.persist()?;
         Ok(!existed)
     }
@@ -291,6 +324,7 @@ impl Registry {
             }
         };
         drop(removed);
+        self.set_retiring(name, RunState::Stopped);
         self.persist()
     }
 
@@ -308,6 +342,7 @@ impl Registry {
             };
             entry.control.send_replace(state);
             entry.status.set_paused(paused);
+            self.set_retiring(name, state);
         }
         self.persist()
     }
@@ -340,6 +375,28 @@ impl Registry {
             .collect()
     }
 
+    /// Lets the worker of `entry`, whose topic moved, go on reading the physical topic it reads
+    /// until it has drained it (see [`webhook::RETIRE_IDLE`]); a paused one just stops.
+    fn retire(&self, name: &str, entry: &Entry) {
+        if *entry.control.borrow() != RunState::Running {
+            return;
+        }
+        let _ = entry.worker.retiring.set(entry.physical.clone());
+        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        retiring.retain(|(_, control)| *control.borrow() != RunState::Stopped);
+        retiring.push((name.to_string(), entry.control.clone()));
+    }
+
+    /// Passes `state` on to the retiring workers of subscription `name`.
+    fn set_retiring(&self, name: &str, state: RunState) {
+        let retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, control) in retiring.iter().filter(|(n, _)| n == name) {
+            if *control.borrow() != RunState::Stopped {
+                control.send_replace(state);
+            }
+        }
+    }
+
     /// Brings the running subscriptions in line with a reloaded config (`from_config`, as
     /// [`Registry::check_config`] returned it): config subscriptions that are gone stop, new
     /// ones start, changed ones are replaced; so is any subscription whose topic now maps to
@@ -347,7 +404,7 @@ impl Registry {
     pub fn reconcile(self: &Arc<Self>, from_config: Vec<(String, SubscriptionSpec)>) {
         let wanted: BTreeMap<String, SubscriptionSpec> = from_config.into_iter().collect();
         let mut restart = Vec::new();
-        let removed: Vec<Entry> = {
+        let removed: Vec<(String, Entry)> = {
             let mut entries = self.lock();
             let gone: Vec<String> = entries
                 .iter()
@@ -355,30 +412,43 @@ impl Registry {
                 .map(|(name, _)| name.clone())
                 .collect();
             for (name, entry) in entries.iter() {
+                let paused = *entry.control.borrow() == RunState::Paused;
                 let moved = entry.physical != self.physical_of(&entry.spec);
                 match wanted.get(name) {
-                    Some(spec) if *spec != entry.spec || moved => {
-                        restart.push((name.clone(), spec.clone(), Origin::Config, false))
+                    Some(spec) if *spec != entry.spec => {
+                        let moved = spec.topic == entry.spec.topic && moved;
+                        if moved {
+                            self.retire(name, entry);
+                        }
+                        restart.push((name.clone(), spec.clone(), Origin::Config, false, moved))
+                    }
+                    Some(spec) if moved => {
+                        self.retire(name, entry);
+                        restart.push((name.clone(), spec.clone(), Origin::Config, paused, true))
                     }
                     None if entry.origin == Origin::Runtime && moved => {
-                        let paused = *entry.control.borrow() == RunState::Paused;
-                        restart.push((name.clone(), entry.spec.clone(), Origin::Runtime, paused));
+                        self.retire(name, entry);
+                        let spec = entry.spec.clone();
+                        restart.push((name.clone(), spec, Origin::Runtime, paused, true));
                     }
                     _ => {}
                 }
             }
             for (name, spec) in &wanted {
                 if !entries.contains_key(name) {
-                    restart.push((name.clone(), spec.clone(), Origin::Config, false));
+                    restart.push((name.clone(), spec.clone(), Origin::Config, false, false));
                 }
             }
             gone.iter()
-                .filter_map(|name| entries.remove(name))
+                .filter_map(|name| entries.remove(name).map(|e| (name.clone(), e)))
                 .collect()
         };
+        for (name, _) in &removed {
+            self.set_retiring(name, RunState::Stopped);
+        }
         drop(removed);
-        for (name, spec, origin, paused) in restart {
-            if let Err(e) = self.insert(&name, spec, origin, paused) {
+        for (name, spec, origin, paused, moved) in restart {
+            if let Err(e) = self.insert(&name, spec, origin, paused, moved) {
                 tracing::error!(subscription = %name, error = %e, "subscription not restarted");
             }
         }
@@ -402,6 +472,14 @@ impl Registry {
     pub async fn stop_all(&self) {
         for entry in self.lock().values() {
             entry.control.send_replace(RunState::Stopped);
+        }
+        for (_, control) in self
+            .retiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            control.send_replace(RunState::Stopped);
         }
         let dispatchers =
             std::mem::take(&mut *self.dispatchers.lock().unwrap_or_else(|e| e.into_inner()));

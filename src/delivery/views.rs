@@ -29,9 +29,9 @@ impl Views {
         self.topics.store(topics);
     }
 
-    /// The schema decoder in force.
-    pub fn schemas(&self) -> Guard<Arc<SchemaStore>> {
-        self.schemas.load()
+    /// The schema decoder in force (held across the awaits of decoding).
+    pub fn schemas(&self) -> Arc<SchemaStore> {
+        self.schemas.load_full()
     }
 
     /// The topic map in force.

@@ -84,6 +84,15 @@ impl TopicMap {
         }
     }
 
+    /// `name` behind `broker`'s prefix, no rule applied: for topics that are physical names
+    /// already (the audit topic).
+    pub fn prefixed(&self, broker: &str, name: &str) -> String {
+        match self.brokers.get(broker) {
+            Some(topics) => format!("{}{name}", topics.prefix),
+            None => name.to_string(),
+        }
+    }
+
     /// What a subscription to `topic` — a name or a pattern — consumes on `broker`.
     pub fn physical<'a>(&self, broker: &str, topic: &'a str) -> Cow<'a, str> {
         let Some(topics) = self.brokers.get(broker) else {

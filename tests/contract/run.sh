@@ -46,6 +46,10 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=contract-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+# A second principal with less scope and a small quota: hooks.py sends some requests with it, so
+# the run also holds the 403 and 429 answers to the spec.
+limited=limited-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 base=http://127.0.0.1:$port
 
 cat >"$work/sidebus.toml" <<TOML
@@ -54,8 +58,26 @@ state_dir = "$work/state"
 source = "sidebus://contract"
 shutdown_grace = "10s"
 
-[access]
-api_token = "$token"
+[access.principals.contract]
+token_sha256 = "$(sha "$token")"
+publish = [">"]
+subscribe = [">"]
+manage_subscriptions = true
+
+[access.principals.limited]
+token_sha256 = "$(sha "$limited")"
+publish = [">"]
+subscribe = ["orders.>"]
+quota = { events_per_second = 2, bytes_per_second = "4KiB" }
+
+[audit]
+path = "$work/audit/audit.jsonl"
+
+[[topics]]
+name = "contract.mapped"
+broker = "default"
+physical = "contract.physical"
+shadow = "contract.shadow"
 
 [brokers.default]
 kind = "memory"
@@ -105,7 +127,7 @@ publish application/octet-stream $'\x01\x02three'
 
 status=0
 # `python3 -m` runs the schemathesis that `python3 -m pip` installed (.ci/run), whatever PATH says.
-SIDEBUS_CONTRACT_TOKEN=$token python3 -m schemathesis.cli \
+SIDEBUS_CONTRACT_TOKEN=$token SIDEBUS_CONTRACT_LIMITED=$limited python3 -m schemathesis.cli \
   --config-file tests/contract/schemathesis.toml run \
   openapi/openapi.yaml --url "$base" "$@" || status=$?
 
@@ -125,6 +147,14 @@ if [ "$exit_code" -ne 0 ]; then
   show_log
   status=1
 fi
+# The limited principal's requests were refused as the spec says (held to it above); the audit
+# log shows they happened, so the run did cover them.
+for code in 401 403 429; do
+  if ! grep -q "\"status\":$code" "$work"/audit/audit.jsonl.*; then
+    echo "contract: no $code answer was audited; the run did not cover it" >&2
+    status=1
+  fi
+done
 if grep -q "panicked" "$work/sidebus.log"; then
   echo "contract: sidebus panicked during the run:" >&2
   grep -A5 "panicked" "$work/sidebus.log" >&2

@@ -75,7 +75,7 @@ fn helm_chart_renders_brokers_subscriptions_and_limits_into_a_valid_config() {
     };
     assert_eq!(sub.max_in_flight, 16);
     assert_eq!(sub.retry.max_attempts, 8);
-    assert_eq!(sub.rate_limit, Some(100));
+    assert_eq!(sub.rate_limit.and_then(|r| r.events_per_second), Some(100));
 
     // A changed config rolls the pods.
     let default = render(json!({}));

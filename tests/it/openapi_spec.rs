@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use crate::common::openapi::{
-    patched, routes, Spec, BROKERS, BROKER_TOPICS, ENDPOINT, FILTERS_EVALUATE, HEALTHZ, METRICS,
-    PUBLISH, PUBLISH_BATCH, READYZ, SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS,
+    patched, routes, Spec, BROKERS, BROKER_TOPICS, CONFIG, ENDPOINT, FILTERS_EVALUATE, HEALTHZ,
+    METRICS, PUBLISH, PUBLISH_BATCH, READYZ, SECRET, SUBSCRIBE_SSE, SUBSCRIPTION, SUBSCRIPTIONS,
     SUBSCRIPTION_PAUSE, SUBSCRIPTION_RESUME,
 };
 use serde_json::{json, Value};
@@ -37,6 +37,7 @@ fn spec_routes_are_exactly_the_served_routes() {
             ("post", SUBSCRIPTION_RESUME),
             ("get", SUBSCRIBE_SSE),
             ("post", FILTERS_EVALUATE),
+            ("get", CONFIG),
         ]
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -19,7 +19,9 @@ use crate::common::{metric_value, sha256_hex, unique_topic};
 const WAIT: Duration = Duration::from_secs(30);
 const PUBLISHERS: usize = 4;
 
-fn nats_config(physical: &str, extra: &str) -> String {
+/// NATS broker `n` with `orders` mapped to `physical`, and subscription `follow` delivering
+/// `orders` to `endpoint`.
+fn nats_config(physical: &str, endpoint: &str, extra: &str) -> String {
     format!(
         r#"
 source = "sidebus://reload"
@@ -30,6 +32,13 @@ url = "{}"
 name = "orders"
 broker = "n"
 physical = "{physical}"
+[[subscriptions]]
+name = "follow"
+broker = "n"
+topic = "orders"
+endpoint = "{endpoint}"
+start = "earliest"
+max_in_flight = 64
 {extra}
 "#,
         nats_url()
@@ -105,8 +114,9 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     let http = reqwest::Client::new();
     let base = unique_topic("bluegreen");
     let (blue, green) = (format!("{base}.blue"), format!("{base}.green"));
+    let receiver = Receiver::start().await;
     let file = dir.path().join("sidebus.toml");
-    std::fs::write(&file, nats_config(&blue, "")).unwrap();
+    std::fs::write(&file, nats_config(&blue, &receiver.url, "")).unwrap();
     let sidebus = Sidebus::spawn_with(
         free_port(),
         Some(&file),
@@ -115,7 +125,10 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     );
     sidebus.wait_ready(&http).await;
     let status = config_status(&sidebus, &http).await;
-    let blue_hash = format!("sha256:{}", sha256_hex(&nats_config(&blue, "")));
+    let blue_hash = format!(
+        "sha256:{}",
+        sha256_hex(&nats_config(&blue, &receiver.url, ""))
+    );
     assert_eq!(status["hash"], blue_hash.as_str());
     assert_eq!(status["path"], file.display().to_string());
     assert_eq!(status["last_error"], Value::Null);
@@ -158,7 +171,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
         }));
     }
     wait_count(&published, 100).await;
-    let green_text = nats_config(&green, "");
+    let green_text = nats_config(&green, &receiver.url, "");
     std::fs::write(&file, &green_text).unwrap();
     let flipped = Instant::now();
     sidebus.signal("HUP");
@@ -175,7 +188,11 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     // An invalid file changes nothing, and says why.
     std::fs::write(
         &file,
-        nats_config(&green, "[[topics]]\nname = \"x\"\nbroker = \"nope\""),
+        nats_config(
+            &green,
+            &receiver.url,
+            "[[topics]]\nname = \"x\"\nbroker = \"nope\"",
+        ),
     )
     .unwrap();
     sidebus.signal("HUP");
@@ -194,7 +211,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     assert_eq!(after.status(), 200);
 
     // A key that needs a restart is reported, and the rest applied; the error is cleared.
-    let restart_text = nats_config(&green, "[pipeline]\nlinger = \"3ms\"");
+    let restart_text = nats_config(&green, &receiver.url, "[pipeline]\nlinger = \"3ms\"");
     std::fs::write(&file, &restart_text).unwrap();
     sidebus.signal("HUP");
     let restart_hash = format!("sha256:{}", sha256_hex(&restart_text));
@@ -250,6 +267,27 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
         }
     }
     assert_eq!(on_blue.len() + on_green.len(), sent.len() + 1);
+    // The config subscription followed the flip: it moved to green and started there from the
+    // earliest event, so every event reached the endpoint (at least once).
+    let all: BTreeSet<String> = on_blue.iter().chain(&on_green).cloned().collect();
+    let delivered = receiver
+        .try_wait_until(WAIT, |r| {
+            let got: BTreeSet<String> = r.iter().filter_map(|r| r.header("ce-id")).collect();
+            got == all
+        })
+        .await
+        .unwrap_or_else(|r| {
+            let got: BTreeSet<String> = r.iter().filter_map(|r| r.header("ce-id")).collect();
+            let missing: Vec<&String> = all.difference(&got).collect();
+            let blue_missing = missing.iter().filter(|id| blue_set.contains(**id)).count();
+            panic!(
+                "{} not delivered ({blue_missing} of them on blue): {missing:?}",
+                missing.len()
+            )
+        });
+    for request in &delivered {
+        assert_eq!(request.header("sidebus-topic").as_deref(), Some("orders"));
+    }
     assert!(
         on_blue.len() >= 100 && on_green.len() >= 100,
         "{} / {}",

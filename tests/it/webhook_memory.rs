@@ -435,3 +435,27 @@ async fn rate_limit_caps_deliveries_per_second() {
         "60 deliveries at 20/s took only {span:?}"
     );
 }
+
+#[tokio::test]
+async fn rate_limit_caps_payload_bytes_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&config(dir.path())).await;
+    let receiver = Receiver::start().await;
+    let payload = "x".repeat(1000);
+    for i in 0..30 {
+        publish(&server, "rlb", &format!("rlb-{i}"), None, &payload).await;
+    }
+    let spec = json!({"broker":"mem","topic":"rlb","endpoint":receiver.url,"start":"earliest",
+        "ordering":"none","rate_limit":{"bytes_per_second":10000}});
+    let shown = server.subscribe("bytes-limited", spec).await;
+    assert_eq!(shown["rate_limit"], json!({"bytes_per_second": 10000}));
+    let got = receiver.wait_until(WAIT, |r| r.len() == 30).await;
+    assert!(got.iter().all(|r| r.body.len() == 1000));
+    // A second's bytes at once (10 events), then 10 000 bytes per second: the last 20 events
+    // take at least two seconds.
+    let span = got[29].at.duration_since(got[0].at);
+    assert!(
+        span >= Duration::from_millis(1900),
+        "30 000 bytes at 10 000/s took only {span:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Delivering one event (or one batch) to the endpoint: attempts, backoff, `Retry-After`,
 //! dead-lettering, and settling with the broker.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +59,9 @@ pub struct Worker {
     /// Rate limit: the spec's `rate_limit`, or the lower rate a handshake granted; set before
     /// the first delivery.
     pub limiter: std::sync::OnceLock<Limiter>,
+    /// The spec's `rate_limit.bytes_per_second`, with the capacity of its bucket (one second's
+    /// bytes).
+    pub byte_limiter: Option<(Limiter, NonZeroU32)>,
     /// The origin named in the webhook handshake (the host of the config `source`).
     pub origin: Arc<str>,
     /// The schema decoder (schema-encoded events go out as JSON unless the spec says
@@ -71,6 +75,10 @@ pub struct Worker {
     /// consumer has stopped fetching, so a broker that redelivers at once (a JetStream nak)
     /// does not hand them to a consumer that is going away.
     pub returned: std::sync::Mutex<Vec<Delivery>>,
+    /// Set when the subscription's topic moved to another physical topic (a reload): the
+    /// topic this worker keeps reading until it is drained, while a new worker reads the new
+    /// one.
+    pub retiring: std::sync::OnceLock<String>,
 }
 
 /// How a delivery ended.
@@ -102,18 +110,26 @@ impl Worker {
         }
     }
 
+    /// The topic names the endpoint sees for `deliveries`: the subscription's topic, or under a
+    /// pattern the logical name of the physical topic each was read from.
+    fn logical_topics<'d>(&'d self, deliveries: &'d [Delivery]) -> Vec<Cow<'d, str>> {
+        if !self.spec.topic.contains(['*', '>']) {
+            return vec![Cow::Borrowed(self.spec.topic.as_str()); deliveries.len()];
+        }
+        let topics = self.views.topics();
+        deliveries
+            .iter()
+            .map(|d| {
+                topics
+                    .logical(&self.spec.broker, &d.topic)
+                    .unwrap_or(Cow::Borrowed(&d.topic))
+            })
+            .collect()
+    }
+
     /// `delivery`, when the subscription's filters let it through; otherwise it is acknowledged
     /// (its offset may be committed like a delivered one's) and counted as filtered.
-    pub fn admit_filtered(&self, mut delivery: Delivery) -> Option<Delivery> {
-        if let Some(logical) = self
-            .views
-            .topics()
-            .logical(&self.spec.broker, &delivery.topic)
-        {
-            if *logical != *delivery.topic {
-                delivery.topic = Arc::from(logical.as_ref());
-            }
-        }
+    pub fn admit_filtered(&self, delivery: Delivery) -> Option<Delivery> {
         if self.filters.is_empty() || self.filters.matches(&delivery.event) {
             return Some(delivery);
         }
@@ -209,18 +225,19 @@ impl Worker {
         let mut decoded = Vec::new();
         let schemas = self.views.schemas();
         if self.spec.decode && schemas.decodes_anything() {
-            let schemas = Arc::clone(&schemas);
             let originals: Vec<&Event> = deliveries.iter().map(|d| &d.event).collect();
             for event in originals {
                 decoded.push(schemas.decode(event).await);
             }
         }
+        let topics = self.logical_topics(&deliveries);
         let events: Vec<(&str, &Event)> = deliveries
             .iter()
+            .zip(&topics)
             .enumerate()
-            .map(|(i, d)| {
+            .map(|(i, (d, topic))| {
                 let event = decoded.get(i).and_then(Option::as_ref).unwrap_or(&d.event);
-                (&*d.topic, event)
+                (&**topic, event)
             })
             .collect();
         let retry = &self.spec.retry;
@@ -238,6 +255,14 @@ impl Worker {
                 (self.limiter.get(), NonZeroU32::new(deliveries.len() as u32))
             {
                 let _ = limiter.until_n_ready(n).await;
+            }
+            if let Some((limiter, capacity)) = &self.byte_limiter {
+                // A request larger than a second's bytes waits for a full bucket and goes.
+                let bytes: usize = events.iter().map(|(_, e)| e.data.len()).sum();
+                let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+                if let Some(n) = NonZeroU32::new(bytes.min(capacity.get())) {
+                    let _ = limiter.until_n_ready(n).await;
+                }
             }
             // Built per attempt, so the first one moves its headers into the request instead of
             // cloning them; the id stays, the timestamp and signature are fresh.
@@ -328,15 +353,16 @@ impl Worker {
         }
         set("sidebuserrorattempts", attempts.to_string());
         set("sidebuserrorsubscription", self.name.to_string());
-        set("sidebuserrortopic", d.topic.to_string());
-        let topics = self.views.topics();
-        let broker = &self.spec.broker;
-        set(
-            "sidebuserrorphysicaltopic",
-            topics.route(broker, &d.topic).physical.to_string(),
-        );
-        let physical = topics.route(broker, &Arc::from(topic.as_str())).physical;
-        drop(topics);
+        let [logical] = &self.logical_topics(std::slice::from_ref(&d))[..] else {
+            unreachable!("one topic per delivery")
+        };
+        set("sidebuserrortopic", logical.to_string());
+        set("sidebuserrorphysicaltopic", d.topic.to_string());
+        let physical = self
+            .views
+            .topics()
+            .route(&self.spec.broker, &Arc::from(topic.as_str()))
+            .physical;
         set("sidebuserrorposition", d.spot.to_string());
         let published = match self.pipeline.submit(
             vec![Outbound {

@@ -35,6 +35,11 @@ pub enum RunState {
     Stopped,
 }
 
+/// How long a retiring worker (its subscription's topic moved to another physical topic) waits
+/// without an event, with nothing in flight and nothing left on the broker, before it stops:
+/// other sidecars may go on publishing to the old topic until their own reload.
+pub const RETIRE_IDLE: Duration = Duration::from_secs(60);
+
 /// Delay before consuming again after the consumer could not start.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
@@ -135,11 +140,14 @@ pub async fn run(worker: Arc<Worker>, backend: Arc<dyn Backend>) {
             None => {
                 backend
                     .subscribe(GroupSpec {
-                        topic: worker
-                            .views
-                            .topics()
-                            .physical(&spec.broker, &spec.topic)
-                            .into_owned(),
+                        topic: match worker.retiring.get() {
+                            Some(old) => old.clone(),
+                            None => worker
+                                .views
+                                .topics()
+                                .physical(&spec.broker, &spec.topic)
+                                .into_owned(),
+                        },
                         group: spec.group_or(&worker.name).to_string(),
                         start: spec.start,
                         max_in_flight: spec.unsettled_limit(),
@@ -175,12 +183,12 @@ type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)
 /// and asks again with the retry backoff. Returns false when it was stopped before that.
 async fn agree_on_rate(worker: &Worker, control: &mut watch::Receiver<RunState>) -> bool {
     let spec = &worker.spec;
-    let mut quota = spec
-        .rate_limit
+    let events_per_second = spec.rate_limit.and_then(|r| r.events_per_second);
+    let mut quota = events_per_second
         .and_then(NonZeroU32::new)
         .map(Quota::per_second);
     if spec.handshake {
-        let requested = spec.rate_limit.map(|r| r.saturating_mul(60));
+        let requested = events_per_second.map(|r| r.saturating_mul(60));
         let mut backoff = spec.retry.initial_backoff;
         loop {
             if *control.borrow() == RunState::Stopped {
@@ -260,9 +268,17 @@ async fn pump(
             p = permits.clone().acquire_owned() => p.expect("never closed"),
             _ = control.changed() => continue,
         };
+        let retiring = worker.retiring.get().is_some();
         let next = tokio::select! {
             next = consumer.deliveries.recv() => next,
             _ = control.changed() => continue,
+            _ = tokio::time::sleep(RETIRE_IDLE), if retiring => {
+                let idle = permits.available_permits() + 1 == spec.unsettled_limit();
+                if idle && (consumer.lag)().unwrap_or(0) == 0 {
+                    worker.control.send_replace(RunState::Stopped);
+                }
+                continue;
+            }
         };
         let delivery = match next {
             None => break,
