@@ -110,6 +110,41 @@ struct Sent {
 
 #[tokio::test]
 async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
+    blue_green_under_load(Trigger::Signal).await;
+}
+
+#[tokio::test]
+async fn blue_green_flip_by_rewriting_the_file_under_load_loses_nothing() {
+    blue_green_under_load(Trigger::FileWatch).await;
+}
+
+/// What makes sidebus read its file again.
+#[derive(Clone, Copy, PartialEq)]
+enum Trigger {
+    /// `SIGHUP`, with the file watch off.
+    Signal,
+    /// Only the file watch.
+    FileWatch,
+}
+
+impl Trigger {
+    fn args(self) -> [&'static str; 2] {
+        match self {
+            Trigger::Signal => ["--config-poll", "0s"],
+            Trigger::FileWatch => ["--config-poll", "100ms"],
+        }
+    }
+
+    fn pull(self, sidebus: &Sidebus) {
+        if self == Trigger::Signal {
+            sidebus.signal("HUP");
+        }
+    }
+}
+
+/// Flips `orders` from blue to green while four publishers post to it, then writes an invalid
+/// file and one with a key that needs a restart.
+async fn blue_green_under_load(trigger: Trigger) {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let base = unique_topic("bluegreen");
@@ -117,12 +152,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     let receiver = Receiver::start().await;
     let file = dir.path().join("sidebus.toml");
     std::fs::write(&file, nats_config(&blue, &receiver.url, "")).unwrap();
-    let sidebus = Sidebus::spawn_with(
-        free_port(),
-        Some(&file),
-        dir.path(),
-        &["--config-poll", "0s"],
-    );
+    let sidebus = Sidebus::spawn_with(free_port(), Some(&file), dir.path(), &trigger.args());
     sidebus.wait_ready(&http).await;
     let status = config_status(&sidebus, &http).await;
     let blue_hash = format!(
@@ -174,7 +204,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     let green_text = nats_config(&green, &receiver.url, "");
     std::fs::write(&file, &green_text).unwrap();
     let flipped = Instant::now();
-    sidebus.signal("HUP");
+    trigger.pull(&sidebus);
     let green_hash = format!("sha256:{}", sha256_hex(&green_text));
     wait_config(&sidebus, &http, |s| s["hash"] == green_hash.as_str()).await;
     let applied = Instant::now();
@@ -195,7 +225,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
         ),
     )
     .unwrap();
-    sidebus.signal("HUP");
+    trigger.pull(&sidebus);
     let status = wait_config(&sidebus, &http, |s| !s["last_error"].is_null()).await;
     assert_eq!(status["hash"], green_hash.as_str(), "{status}");
     let detail = status["last_error"]["detail"].as_str().unwrap();
@@ -213,7 +243,7 @@ async fn blue_green_flip_by_sighup_under_load_loses_nothing() {
     // A key that needs a restart is reported, and the rest applied; the error is cleared.
     let restart_text = nats_config(&green, &receiver.url, "[pipeline]\nlinger = \"3ms\"");
     std::fs::write(&file, &restart_text).unwrap();
-    sidebus.signal("HUP");
+    trigger.pull(&sidebus);
     let restart_hash = format!("sha256:{}", sha256_hex(&restart_text));
     let status = wait_config(&sidebus, &http, |s| s["hash"] == restart_hash.as_str()).await;
     assert_eq!(status["restart_required"], serde_json::json!(["pipeline"]));
