@@ -1,15 +1,19 @@
-//! Criterion micro-benchmarks of what a principal and a quota cost each request (design §8.6):
+//! Criterion micro-benchmarks of what the policy layer costs each request (design §8.6, §8.7):
 //! finding the principal of a bearer token (one SHA-256 and a constant-time comparison per
-//! principal) and taking a publish from a principal's quota and a `[[quotas]]` rule.
+//! principal), taking a publish from a principal's quota and a `[[quotas]]` rule, finding a
+//! topic's route, and queueing a publish's audit line.
 //!
 //! Run: `cargo bench --bench access --no-default-features` (no broker client is needed).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use sidebus::api::audit::{self, Audit, Record};
 use sidebus::config::quota::{Limits, QuotaRule};
+use sidebus::config::AuditConfig;
 use sidebus::config::{AccessConfig, PrincipalConfig};
 use sidebus::policy::access::Principals;
+use sidebus::policy::topics::TopicMap;
 use sidebus::quota::Quotas;
 
 sidebus::mimalloc_on_demand!();
@@ -96,5 +100,57 @@ fn governance(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, governance);
+/// The topic map's lookup per publish, and the audit line of a publish queued for the writer
+/// (which writes 256 lines per `write`).
+fn mapping_and_audit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy");
+    let config = |extra: &str| {
+        sidebus::RawConfig::from_toml(&format!("[brokers.events]\nkind = \"memory\"\n{extra}"))
+            .and_then(sidebus::RawConfig::validate)
+            .unwrap()
+    };
+    let topic: std::sync::Arc<str> = "orders".into();
+    let none = TopicMap::new(&config(""));
+    group.bench_function("route_without_rules", |b| {
+        b.iter(|| none.route(black_box("events"), black_box(&topic)))
+    });
+    let mapped = TopicMap::new(&config(
+        "[[topics]]\nname = \"orders\"\nbroker = \"events\"\nphysical = \"orders.v2\"\n",
+    ));
+    group.bench_function("route_by_rule", |b| {
+        b.iter(|| mapped.route(black_box("events"), black_box(&topic)))
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Audit::start(
+        &AuditConfig {
+            path: Some(dir.path().join("audit.jsonl")),
+            topic: None,
+            buffer: 1 << 20,
+        },
+        None,
+    )
+    .unwrap();
+    group.bench_function("audit_publish_line", |b| {
+        b.iter(|| {
+            audit.log(black_box(&Record {
+                time: audit::now(),
+                principal: Some("checkout".into()),
+                action: "publish",
+                broker: Some("events".into()),
+                topic: Some("orders".into()),
+                physical_topic: Some("orders.v2".into()),
+                events: 1,
+                bytes: 1024,
+                status: 200,
+                ids: vec!["0193a4c1-7f3a-7c2e-9b1d-5e8f2a6c4d10".into()],
+                ..Record::default()
+            }))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, governance, mapping_and_audit);
 criterion_main!(benches);

@@ -24,8 +24,8 @@ impl BrokerKind {
 }
 
 /// The phases of the throughput run, in the order they run.
-const PHASES: [&str; 11] = [
-    "a", "b", "c", "c_async", "d", "s", "s_json", "s_avro", "c_spool", "d_spool", "c_gov",
+const PHASES: [&str; 12] = [
+    "a", "b", "c", "c_async", "d", "s", "s_json", "s_avro", "c_spool", "d_spool", "c_gov", "c_pol",
 ];
 
 /// sidebus end-to-end load harness.
@@ -83,7 +83,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "")]
     pub(crate) sidebus_toml: String,
     /// Phases of the throughput run to measure (a, b, c, c_async, d, the schema phases s,
-    /// s_json, s_avro, the spool phases c_spool, d_spool, and c_gov), e.g. `--phases c` to
+    /// s_json, s_avro, the spool phases c_spool, d_spool, and c_gov, c_pol), e.g. `--phases c` to
     /// profile one;
     /// ratios are printed for the phases measured. All by default.
     #[arg(long, value_delimiter = ',', default_values_t = PHASES.map(String::from))]

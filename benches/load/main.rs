@@ -12,6 +12,8 @@
 //!   items): (s) with no schema rule, (s_json) checked by a JSON Schema rule, (s_avro) encoded to
 //!   Avro by a native rule — the rules pick events by CloudEvent type, so all three go to the same
 //!   topic, and the report prints each rule's sidebus CPU per event over (s);
+//! - (c_pol) phase (c_gov) against a sidebus that also maps the topic by a rule and writes an
+//!   audit log file: what topic mapping and the audit log add;
 //! - (c_gov) phase (c) against a second sidebus with one principal (every request carries its
 //!   bearer token) and one quota that never refuses: what authentication and a quota check cost;
 //! - the spool phases: (c_spool) phase (c) through the same broker with a spool configured (the
@@ -77,7 +79,7 @@ use crate::batch::BatchBody;
 use crate::brokers::BrokerSetup;
 use crate::process::broker_pids;
 use crate::runs::{run_rate, run_throughput};
-use crate::server::{bare_router, serve, start_sidebus, wait_connected};
+use crate::server::{bare_router, serve, start_sidebus, wait_connected, Policy};
 
 /// Longest a single request or publish may take before it counts as an error.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,12 +125,17 @@ fn main() {
 
     let topic = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let setup = client_rt.block_on(BrokerSetup::start(&args, &topic));
-    let (sidebus_addr, state) = server_rt.block_on(start_sidebus(&args, &setup, false));
-    let governed = args.measures("c_gov").then(|| {
-        let (addr, state) = server_rt.block_on(start_sidebus(&args, &setup, true));
+    let (sidebus_addr, state) =
+        server_rt.block_on(start_sidebus(&args, &setup, Policy::None, &topic));
+    let with_policy = |policy| {
+        let (addr, state) = server_rt.block_on(start_sidebus(&args, &setup, policy, &topic));
         client_rt.block_on(wait_connected(&state, BROKER, args.broker));
         (addr, state)
-    });
+    };
+    let governed = args
+        .measures("c_gov")
+        .then(|| with_policy(Policy::Governance));
+    let policed = args.measures("c_pol").then(|| with_policy(Policy::Full));
     let bare_addr = server_rt.block_on(serve(bare_router()));
     client_rt.block_on(wait_connected(&state, BROKER, args.broker));
     if state.broker(SPOOLED).is_some() {
@@ -140,6 +147,7 @@ fn main() {
         payload: Bytes::from(payload(args.size)),
         state,
         governed,
+        policed,
         broker_pids: broker_pids(args.broker),
         args,
     };
@@ -161,8 +169,9 @@ fn main() {
         }
     });
     client_rt.block_on(setup.cleanup(&topic));
-    let _ = std::fs::remove_dir_all(server::state_dir(false));
-    let _ = std::fs::remove_dir_all(server::state_dir(true));
+    for policy in [Policy::None, Policy::Governance, Policy::Full] {
+        let _ = std::fs::remove_dir_all(server::state_dir(policy));
+    }
 
     print!("{}", report.table(&ctx));
     if let Some(path) = &ctx.args.json {
@@ -196,6 +205,8 @@ struct Ctx {
     state: AppState,
     /// Phase c_gov's sidebus (a principal and a quota), with its address.
     governed: Option<(std::net::SocketAddr, AppState)>,
+    /// Phase c_pol's sidebus (that, a topic rule and an audit log), with its address.
+    policed: Option<(std::net::SocketAddr, AppState)>,
     broker_pids: Vec<u32>,
 }
 

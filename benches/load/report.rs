@@ -213,6 +213,16 @@ impl Report {
                 governed - plain
             );
         }
+        if let (Some(governed), Some(policed)) = (
+            self.get("c_gov").and_then(Phase::server_us_per_event),
+            self.get("c_pol").and_then(Phase::server_us_per_event),
+        ) {
+            let _ = writeln!(
+                out,
+                "policy cost c_pol sidebus runtime CPU {policed:.2} µs/event, {:+.2} µs over c_gov (no topic rule, no audit log)",
+                policed - governed
+            );
+        }
         if let Some(away) = self.get("d_spool") {
             let _ = writeln!(
                 out,

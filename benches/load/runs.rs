@@ -177,7 +177,16 @@ pub(crate) async fn run_throughput(
         let spec = Spec::new("d_spool", label, &conns).expect(StatusCode::ACCEPTED);
         phases.push(batch_phase(ctx, setup, sidebus, closed, spec, AWAY).await);
     }
-    if let Some((addr, _)) = &ctx.governed {
+    let governed = [
+        ("c_gov", "principal + quota", &ctx.governed),
+        (
+            "c_pol",
+            "principal + quota + topic rule + audit log",
+            &ctx.policed,
+        ),
+    ];
+    for (name, what, sidebus) in governed {
+        let Some((addr, _)) = sidebus else { continue };
         setup.empty().await;
         let mut request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
         request.headers.push((
@@ -185,8 +194,8 @@ pub(crate) async fn run_throughput(
             HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}")).expect("a header value"),
         ));
         let ops = connections(ctx, *addr, request).await;
-        let label = "sidebus single, ack-wait, principal + quota";
-        let spec = Spec::new("c_gov", label, &conns).sidebus();
+        let label = format!("sidebus single, ack-wait, {what}");
+        let spec = Spec::new(name, label, &conns).sidebus();
         phases.push(phase(ctx, spec, ops, closed).await);
     }
     Report::new(setup, phases, None)

@@ -37,12 +37,23 @@ pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-fn sidebus_toml(args: &Args, setup: &BrokerSetup, governed: bool) -> String {
+/// What a sidebus of the harness has configured beyond its brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// Nothing: phases a to d_spool.
+    None,
+    /// Phase c_gov: one principal and a quota.
+    Governance,
+    /// Phase c_pol: that, plus a topic rule for the bench topic and an audit log file.
+    Full,
+}
+
+fn sidebus_toml(args: &Args, setup: &BrokerSetup, policy: Policy, topic: &str) -> String {
     let kib = |bytes: usize| bytes.div_ceil(1024);
     let max_event = kib(args.size.max(1 << 20));
     let max_body = kib((args.batch * (args.size + 512) * 2).max(4 << 20));
     let pipeline_bytes = max_body.max(32 << 10);
-    let state_dir = state_dir(governed);
+    let state_dir = state_dir(policy);
     let broker = match setup {
         BrokerSetup::Memory => format!(
             "kind = \"memory\"\nretention = {}\n",
@@ -69,7 +80,28 @@ fn sidebus_toml(args: &Args, setup: &BrokerSetup, governed: bool) -> String {
         state_dir.display(),
         args.sidebus_toml,
         schema_rules(&state_dir),
-    ) + &if governed { governance() } else { String::new() }
+    ) + &match policy {
+        Policy::None => String::new(),
+        Policy::Governance => governance(),
+        Policy::Full => governance() + &mapping_and_audit(&state_dir, topic),
+    }
+}
+
+/// Phase c_pol's additions: the bench topic mapped by a rule (to itself, so the broker setup
+/// holds for it) and every publish written to the audit log file.
+fn mapping_and_audit(state_dir: &std::path::Path, topic: &str) -> String {
+    format!(
+        "
+[[topics]]
+name = \"{topic}\"
+broker = \"{BROKER}\"
+physical = \"{topic}\"
+\
+         [audit]
+path = \"{}\"
+",
+        state_dir.join("audit").join("audit.jsonl").display()
+    )
 }
 
 /// The token phase c_gov sends.
@@ -90,8 +122,12 @@ fn governance() -> String {
 }
 
 /// A sidebus's state directory for this run (schema files, spools); removed at the end.
-pub(crate) fn state_dir(governed: bool) -> std::path::PathBuf {
-    let suffix = if governed { "-governed" } else { "" };
+pub(crate) fn state_dir(policy: Policy) -> std::path::PathBuf {
+    let suffix = match policy {
+        Policy::None => "",
+        Policy::Governance => "-governed",
+        Policy::Full => "-policy",
+    };
     std::env::temp_dir().join(format!("sidebus-bench-{}{suffix}", std::process::id()))
 }
 
@@ -114,13 +150,14 @@ fn schema_rules(state_dir: &std::path::Path) -> String {
     )
 }
 
-/// Starts an in-process sidebus; `governed` adds phase c_gov's principal and quota.
+/// Starts an in-process sidebus with `policy` for `topic`.
 pub(crate) async fn start_sidebus(
     args: &Args,
     setup: &BrokerSetup,
-    governed: bool,
+    policy: Policy,
+    topic: &str,
 ) -> (SocketAddr, AppState) {
-    let toml = sidebus_toml(args, setup, governed);
+    let toml = sidebus_toml(args, setup, policy, topic);
     let config = RawConfig::from_toml(&toml)
         .and_then(RawConfig::validate)
         .unwrap_or_else(|e| panic!("bench config is invalid: {e}\n{toml}"));
