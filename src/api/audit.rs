@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -14,7 +16,7 @@ use tracing_appender::rolling::{RollingFileAppender, Rotation};
 
 use crate::backend::Outbound;
 use crate::config::AuditConfig;
-use crate::event::Event;
+use crate::event::{trace, Event};
 use crate::pipeline::Pipeline;
 use crate::telemetry;
 
@@ -271,4 +273,41 @@ fn event(line: &str) -> Event {
 /// Now as RFC 3339 with milliseconds, UTC.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Record {
+    /// What a line says of `request` itself: its method and path, `Idempotency-Key` and id.
+    pub fn of(request: &Request) -> Self {
+        Self {
+            request: Some(format!("{} {}", request.method(), request.uri().path())),
+            idempotency_key: header(request.headers(), "idempotency-key"),
+            request_id: request_id(request.headers()),
+            ..Record::default()
+        }
+    }
+
+    /// The audit line of a request refused before it reached a route's handler.
+    pub fn denied(request: &Request, status: StatusCode) -> Self {
+        Self {
+            time: now(),
+            action: "denied",
+            status: status.as_u16(),
+            ..Self::of(request)
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `X-Request-Id` when the request has one, else the trace id of its `traceparent`.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    header(headers, "x-request-id").or_else(|| {
+        let context = trace::from_headers(headers)?;
+        context.traceparent.split('-').nth(1).map(str::to_string)
+    })
 }

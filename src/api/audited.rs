@@ -1,16 +1,15 @@
 //! The audit layer: after a state-changing request (a publish, a subscription's create,
 //! replace, delete, pause or resume) or a refusal (`403`), writes its audit line. `401`s are
-//! written by the auth layer, which answers them before this one runs.
+//! written by the auth layer, which answers them before this one runs ([`Record::denied`]).
 
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::audit::{now, Audited, Record};
 use super::auth::Caller;
 use super::AppState;
-use crate::event::trace;
 
 /// The action a route and method stand for, when it changes state.
 fn action(method: &Method, route: &str) -> Option<&'static str> {
@@ -45,10 +44,7 @@ pub async fn record(
             .extensions()
             .get::<Caller>()
             .and_then(|c| c.name().map(str::to_string)),
-        request: Some(format!("{} {}", request.method(), request.uri().path())),
-        idempotency_key: header(request.headers(), "idempotency-key"),
-        request_id: request_id(request.headers()),
-        ..Record::default()
+        ..Record::of(&request)
     };
     for (key, value) in params.iter().flat_map(|p| p.iter()) {
         let value = Some(value.to_string());
@@ -79,32 +75,4 @@ pub async fn record(
     record.time = now();
     audit.log(&record);
     response
-}
-
-/// The audit line of a request refused before it reached a route's handler.
-pub fn denied(request: &Request, status: StatusCode) -> Record {
-    Record {
-        time: now(),
-        action: "denied",
-        request: Some(format!("{} {}", request.method(), request.uri().path())),
-        status: status.as_u16(),
-        idempotency_key: header(request.headers(), "idempotency-key"),
-        request_id: request_id(request.headers()),
-        ..Record::default()
-    }
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// `X-Request-Id` when the request has one, else the trace id of its `traceparent`.
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    header(headers, "x-request-id").or_else(|| {
-        let context = trace::from_headers(headers)?;
-        context.traceparent.split('-').nth(1).map(str::to_string)
-    })
 }

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::audited;
+use super::audit::Record;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::policy::access::{Action, Principal};
@@ -111,7 +111,7 @@ pub async fn authenticate(
                 HeaderValue::from_static("Bearer realm=\"sidebus\""),
             );
             if let Some(audit) = audit {
-                audit.log(&audited::denied(&request, response.status()));
+                audit.log(&Record::denied(&request, response.status()));
             }
             response
         }
