@@ -31,7 +31,8 @@ pub async fn record(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(audit) = state.live().audit.clone() else {
+    let audit = state.live().audit.clone();
+    let Some(audit) = audit else {
         return next.run(request).await;
     };
     let route = matched

@@ -227,7 +227,7 @@ impl AppState {
     }
 
     async fn apply(&self, config: Config) -> Result<Vec<String>, String> {
-        let old = self.live();
+        let old = self.live_full();
         let restart = live::restart_required(&self.inner.started, &config);
         let brokers = &self.inner.brokers;
         let live = Live::build(config, Some(&old), |name| {
