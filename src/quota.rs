@@ -89,11 +89,12 @@ impl Buckets {
         }
     }
 
-    /// Takes `events` and `bytes` from the buckets, or says what does not fit. The event
-    /// bucket is asked first; when the byte bucket then refuses, the events taken stay taken
-    /// (`governor` has no way to give them back), which errs towards admitting less.
-    fn take(&self, events: u32, bytes: u32) -> Result<(), Exceeded> {
-        for (bucket, n) in [(&self.events, events), (&self.bytes, bytes)] {
+    /// Takes `events` and `bytes` from the buckets, or says what does not fit; `reserved` of
+    /// the events were taken already (by [`Quotas::reserve`]). The event bucket is asked
+    /// first; when the byte bucket then refuses, the events taken stay taken (`governor` has no
+    /// way to give them back), which errs towards admitting less.
+    fn take(&self, events: u32, bytes: u32, reserved: u32) -> Result<(), Exceeded> {
+        for (bucket, n, reserved) in [(&self.events, events, reserved), (&self.bytes, bytes, 0)] {
             let (Some(bucket), Some(n)) = (bucket, NonZeroU32::new(n)) else {
                 continue;
             };
@@ -108,7 +109,12 @@ impl Buckets {
                     state: format!("\"{name}\";r=0;t={seconds}"),
                 }
             };
-            match bucket.limiter.check_n(n) {
+            let outcome = match NonZeroU32::new(n.get().saturating_sub(reserved)) {
+                _ if n.get() > bucket.burst => Err(governor::InsufficientCapacity(bucket.burst)),
+                Some(rest) => bucket.limiter.check_n(rest),
+                None => Ok(Ok(())),
+            };
+            match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
                     let wait = not_until.wait_time_from(MonotonicClock.now());
@@ -186,14 +192,51 @@ impl Quotas {
         events: usize,
         bytes: usize,
     ) -> Result<(), Exceeded> {
+        self.take(principal, broker, topic, events, bytes, 0)
+    }
+
+    /// Takes one event from every quota that applies, before the request is parsed: a caller
+    /// over its quota is refused without its body being read as events.
+    /// [`Quotas::admit_reserved`] takes the rest once the request's size is known.
+    pub fn reserve(
+        &self,
+        principal: Option<&str>,
+        broker: &str,
+        topic: &str,
+    ) -> Result<(), Exceeded> {
+        self.take(principal, broker, topic, 1, 0, 0)
+    }
+
+    /// [`Quotas::admit`] for a request whose first event [`Quotas::reserve`] took: a request
+    /// larger than a bucket can hold still never fits.
+    pub fn admit_reserved(
+        &self,
+        principal: Option<&str>,
+        broker: &str,
+        topic: &str,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), Exceeded> {
+        self.take(principal, broker, topic, events, bytes, 1)
+    }
+
+    fn take(
+        &self,
+        principal: Option<&str>,
+        broker: &str,
+        topic: &str,
+        events: usize,
+        bytes: usize,
+        reserved: u32,
+    ) -> Result<(), Exceeded> {
         let events = u32::try_from(events).unwrap_or(u32::MAX);
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         if let Some(buckets) = principal.and_then(|p| self.principals.get(p)) {
-            buckets.take(events, bytes)?;
+            buckets.take(events, bytes, reserved)?;
         }
         for (rule, buckets) in &self.rules {
             if rule.applies(broker, topic) {
-                buckets.take(events, bytes)?;
+                buckets.take(events, bytes, reserved)?;
             }
         }
         Ok(())
@@ -215,6 +258,23 @@ mod tests {
                 burst,
             },
         }
+    }
+
+    #[test]
+    fn a_reserved_event_counts_once_and_never_fits_still_holds() {
+        let quotas = Quotas::new(&AccessConfig::default(), &[rule(Some(10), None, Some(5))]);
+        quotas.reserve(None, "b", "orders").unwrap();
+        quotas.admit_reserved(None, "b", "orders", 5, 0).unwrap();
+        assert!(
+            quotas.reserve(None, "b", "orders").is_err(),
+            "5 taken: the burst"
+        );
+        let quotas = Quotas::new(&AccessConfig::default(), &[rule(Some(10), None, Some(5))]);
+        quotas.reserve(None, "b", "orders").unwrap();
+        let never = quotas
+            .admit_reserved(None, "b", "orders", 6, 0)
+            .unwrap_err();
+        assert!(never.detail.contains("never fits"), "{}", never.detail);
     }
 
     #[test]

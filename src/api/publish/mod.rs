@@ -89,6 +89,11 @@ fn prepare<'a>(
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
     let idempotency_key = replay::idempotency_key(headers)?;
     let live = state.live_full();
+    // One event is taken from the quotas before the body is parsed: a caller over its quota
+    // costs this check and no more.
+    if !live.quotas.is_empty() {
+        live.quotas.reserve(caller.name(), broker, topic)?;
+    }
     let route = live.topics.route(broker, &Arc::from(topic));
     Ok(Request {
         broker: found,
@@ -109,15 +114,16 @@ fn prepare<'a>(
 }
 
 impl Request<'_> {
-    /// Takes `events` events of `bytes` payload bytes from every quota that applies to the
-    /// caller and the topic, or refuses the whole request with 429.
+    /// Takes the rest of `events` events (the first was reserved by [`prepare`]) and `bytes`
+    /// payload bytes from every quota that applies to the caller and the topic, or refuses the
+    /// whole request with 429.
     fn admit(&self, topic: &str, events: usize, bytes: usize) -> Result<(), ApiError> {
         let quotas = &self.live.quotas;
         if quotas.is_empty() {
             return Ok(());
         }
         let broker = &self.broker.name;
-        Ok(quotas.admit(self.caller.name(), broker, topic, events, bytes)?)
+        Ok(quotas.admit_reserved(self.caller.name(), broker, topic, events, bytes)?)
     }
 
     /// Checks `event` against the first schema rule that matches it (and encodes it when the
