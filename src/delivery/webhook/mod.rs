@@ -272,7 +272,9 @@ async fn pump(
         let next = tokio::select! {
             next = consumer.deliveries.recv() => next,
             _ = control.changed() => continue,
-            _ = tokio::time::sleep(RETIRE_IDLE), if retiring => {
+            // An async block, so that no timer is made (nor the clock read) per delivery of a
+            // worker that is not retiring: a disabled branch's expression is still evaluated.
+            _ = async { tokio::time::sleep(RETIRE_IDLE).await }, if retiring => {
                 let idle = permits.available_permits() + 1 == spec.unsettled_limit();
                 if idle && (consumer.lag)().unwrap_or(0) == 0 {
                     worker.control.send_replace(RunState::Stopped);
