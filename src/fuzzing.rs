@@ -273,7 +273,7 @@ fn fuzz_schemas() -> &'static crate::policy::schema::Schemas {
 /// points into `/data`; an accepted event is unchanged under the JSON rule, and an encoded one
 /// decodes again.
 pub fn schema_validate(data: &[u8]) -> bool {
-    use crate::policy::schema::DecodeWith;
+    use crate::policy::schema::{Codec, DecodeWith};
     let (topic, body) = match data.iter().position(|b| *b == b'\n') {
         Some(at) => (&data[..at], &data[at + 1..]),
         None => (data, &[][..]),
@@ -295,12 +295,32 @@ pub fn schema_validate(data: &[u8]) -> bool {
             let DecodeWith::Codec(codec, framed) = schemas.decode_with(&checked, None) else {
                 panic!("an encoded event is not recognised for decoding");
             };
-            codec
+            let decoded = codec
                 .decode(&checked.data, framed)
                 .expect("what sidebus encoded decodes");
+            if let Codec::Avro(avro) = codec {
+                // Whichever writer encoded it, the tree writer takes it and means the same.
+                let tree = avro
+                    .encode(&serde_json::from_slice(body).expect("an encoded event was JSON"))
+                    .expect("the tree writer takes what the text writer took");
+                assert_eq!(avro.decode(&tree).as_ref(), Ok(&decoded));
+            }
             true
         }
         Err(violation) => {
+            if topic == "avro" {
+                let mut encoded = event;
+                encoded.datacontenttype = Some(crate::policy::schema::AVRO.into());
+                encoded.dataschema = Some("o.avsc".into());
+                if let DecodeWith::Codec(Codec::Avro(avro), _) = schemas.decode_with(&encoded, None)
+                {
+                    assert_eq!(
+                        avro.encode_text(body),
+                        None,
+                        "the text writer took a refused event"
+                    );
+                }
+            }
             assert!(
                 !violation.failures.is_empty(),
                 "a violation without failures"

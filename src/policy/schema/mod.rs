@@ -228,16 +228,24 @@ impl Schemas {
                 )));
             }
         }
-        let value: serde_json::Value = serde_json::from_slice(&event.data)
-            .map_err(|e| one(format!("is not valid JSON: {e}")))?;
+        let parse = || {
+            serde_json::from_slice::<serde_json::Value>(&event.data)
+                .map_err(|e| one(format!("is not valid JSON: {e}")))
+        };
         let encoded = match &*rule.codec {
             Codec::Json(check) => {
-                check.check(&value).map_err(violation)?;
+                if !check.accepts_text(&event.data) {
+                    check.check(&parse()?).map_err(violation)?;
+                }
                 return Ok(event);
             }
-            Codec::Avro(codec) => (codec.encode(&value).map_err(violation)?, AVRO, None),
+            // Read once as text where it fits; the tree says why where it does not.
+            Codec::Avro(codec) => match codec.encode_text(&event.data) {
+                Some(payload) => (payload, AVRO, None),
+                None => (codec.encode(&parse()?).map_err(violation)?, AVRO, None),
+            },
             Codec::Protobuf(codec) => (
-                codec.encode(&value).map_err(violation)?,
+                codec.encode(&parse()?).map_err(violation)?,
                 PROTOBUF,
                 Some(codec.indexes()),
             ),

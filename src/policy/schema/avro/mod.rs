@@ -16,11 +16,14 @@ use serde_json::Value as Json;
 
 use super::Failure;
 
+mod text;
+
 /// A parsed Avro schema with its named types, for references.
 #[derive(Debug)]
 pub struct AvroCodec {
     schema: Schema,
     named: HashMap<String, Schema>,
+    plan: text::Plan,
 }
 
 impl AvroCodec {
@@ -29,7 +32,21 @@ impl AvroCodec {
         let schema = Schema::parse_str(text).map_err(|e| e.to_string())?;
         let mut named = HashMap::new();
         collect(&schema, &mut named);
-        Ok(Self { schema, named })
+        let mut codec = Self {
+            schema,
+            named,
+            plan: text::Plan::default(),
+        };
+        codec.plan = text::Plan::of(&codec);
+        Ok(codec)
+    }
+
+    /// Encodes a JSON text that fits the schema as it is read, with no JSON tree built; `None`
+    /// when it is not JSON or does not fit, or fits only in a way that reading it once cannot
+    /// decide — then [`encode`](Self::encode) on the parsed value gives the bytes or the
+    /// failures.
+    pub fn encode_text(&self, text: &[u8]) -> Option<Vec<u8>> {
+        self.plan.encode(text)
     }
 
     /// Encodes `value` as an Avro datum, or says where it does not fit the schema. The datum is
@@ -252,29 +269,16 @@ impl AvroCodec {
                     pointer.truncate(len);
                 }
                 None => match &field.default {
-                    Some(default) => {
-                        // A union's default is a value of its first branch.
-                        let schema = match self.resolve(&field.schema) {
-                            Schema::Union(u) => {
-                                out.push(0);
-                                u.variants().first().unwrap_or(&field.schema)
-                            }
-                            s => s,
-                        };
-                        let mut scratch = String::new();
-                        if self
-                            .write(schema, default, &mut scratch, depth + 1, out)
-                            .is_err()
-                        {
-                            failures.push(Failure {
-                                pointer: pointer.clone(),
-                                detail: format!(
-                                    "the default of `{}` does not fit its schema",
-                                    field.name
-                                ),
-                            });
-                        }
-                    }
+                    Some(default) => match self.default(&field.schema, default) {
+                        Some(bytes) => out.extend_from_slice(&bytes),
+                        None => failures.push(Failure {
+                            pointer: pointer.clone(),
+                            detail: format!(
+                                "the default of `{}` does not fit its schema",
+                                field.name
+                            ),
+                        }),
+                    },
                     None => failures.push(Failure {
                         pointer: pointer.clone(),
                         detail: format!(
@@ -304,6 +308,22 @@ impl AvroCodec {
         } else {
             Err(failures)
         }
+    }
+
+    /// A field's default, encoded: a union's default is a value of its first branch. `None`
+    /// when it does not fit.
+    fn default(&self, schema: &Schema, default: &Json) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let schema = match self.resolve(schema) {
+            Schema::Union(u) => {
+                out.push(0);
+                u.variants().first().unwrap_or(schema)
+            }
+            s => s,
+        };
+        self.write(schema, default, &mut String::new(), 1, &mut out)
+            .ok()?;
+        Some(out)
     }
 
     fn describe(&self, schema: &Schema) -> String {

@@ -6,25 +6,39 @@ use serde_json::Value;
 
 use super::Failure;
 
+mod tape;
+
 /// A compiled JSON Schema.
 #[derive(Debug)]
 pub struct JsonCheck {
+    /// Validates the parsed tree, naming each failure.
     validator: Validator,
+    /// The same schema over the tape, for the common case: a valid event, read once.
+    tape: Validator<tape::TapeJson>,
 }
 
 impl JsonCheck {
     /// Compiles a schema document. `$ref`s resolve within it only: sidebus fetches nothing
     /// while compiling (the HTTP and file resolvers of `jsonschema` are not built in).
     pub fn compile(schema: &Value) -> Result<Self, String> {
-        let validator = if schema.get("$schema").is_some() {
-            jsonschema::validator_for(schema)
-        } else {
-            jsonschema::options()
-                .with_draft(Draft::Draft202012)
-                .build(schema)
+        // Without `$schema`, 2020-12; with it, the draft it names (or its own meta-schema).
+        let named = schema.get("$schema").is_some();
+        let mut options = jsonschema::options();
+        let mut tape_options = jsonschema::options_for::<tape::TapeJson>();
+        if !named {
+            options = options.with_draft(Draft::Draft202012);
+            tape_options = tape_options.with_draft(Draft::Draft202012);
         }
-        .map_err(|e| e.to_string())?;
-        Ok(Self { validator })
+        let validator = options.build(schema).map_err(|e| e.to_string())?;
+        let tape = tape_options.build(schema).map_err(|e| e.to_string())?;
+        Ok(Self { validator, tape })
+    }
+
+    /// Whether a JSON text is certainly valid, read once with no tree built. `false` when it is
+    /// not, or is not JSON, or names a member twice: [`check`](Self::check) on the parsed tree
+    /// then decides and says why.
+    pub fn accepts_text(&self, text: &[u8]) -> bool {
+        tape::Tape::read(text).is_some_and(|tape| self.tape.is_valid(tape.root()))
     }
 
     /// Every failure of `instance`, as pointers relative to it. A missing required member
