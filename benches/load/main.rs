@@ -32,12 +32,21 @@
 //! cargo bench --bench load -- --broker amqp --rate 5000 --seconds 10
 //! ```
 //!
-//! sidebus runs in this process (`AppState::build` + `axum::serve` on 127.0.0.1:0) on its own
-//! tokio multi-thread runtime (`--server-threads`, default 2); the load client runs on a second
-//! runtime (`--client-threads`, default 2). Client, server, librdkafka's threads (and the Kafka
-//! mock cluster) share the machine's cores, and so do the NATS and RabbitMQ servers: on a 2-core
-//! machine every number here is a lower bound of what sidebus does with cores of its own. All
-//! traffic goes to 127.0.0.1; every loop is bounded by time and by count.
+//! sidebus runs as its release binary in a child process, as a user runs it (one per config:
+//! plain, c_gov, c_pol), and the bare handler runs as this binary again in a child process of
+//! its own; both on `--server-threads` tokio workers (default 2). Their CPU is read from
+//! `/proc/<pid>/stat`, so a phase's server CPU is the whole server process — its broker client's
+//! threads included — and nothing of the load client's. The load client and the native clients
+//! run here, on a runtime of `--client-threads` (default 2). Client, servers, the Kafka mock
+//! cluster and the NATS and RabbitMQ servers share the machine's cores: on a 2-core machine every
+//! rate here is a lower bound of what sidebus does with cores of its own; the CPU per event is
+//! the figure to compare.
+//!
+//! The floor of a phase is what the same work costs without sidebus: the bare handler's CPU per
+//! request (phase a) plus the native client's CPU per event (phase b) — per batch entry, the bare
+//! request's share is divided by the batch size. The report prints sidebus's CPU per event ÷ that
+//! floor for every sidebus phase. All traffic goes to 127.0.0.1; every loop is bounded by time
+//! and by count.
 //!
 //! Brokers: NATS at `SIDEBUS_TEST_NATS` (default nats://127.0.0.1:4222), RabbitMQ at
 //! `SIDEBUS_TEST_AMQP` (default amqp://guest:guest@127.0.0.1:5672/%2f), Kafka at
@@ -72,14 +81,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use sidebus::AppState;
 
 use crate::args::Args;
 use crate::batch::BatchBody;
 use crate::brokers::BrokerSetup;
 use crate::process::broker_pids;
 use crate::runs::{run_rate, run_throughput};
-use crate::server::{bare_router, serve, start_sidebus, wait_connected, Policy};
+use crate::server::{get, serve_bare, start_bare, start_sidebus, Policy, Server, BARE_LISTEN};
 
 /// Longest a single request or publish may take before it counts as an error.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,10 +107,13 @@ const SCHEMA_AVRO_TYPE: &str = "com.example.order.avro";
 const SCHEMA_NONE_TYPE: &str = "com.example.order.none";
 const SOURCE: &str = "sidebus://bench";
 
-// The same allocator as the `sidebus` binary, so the in-process server is measured as shipped.
+// The same allocator as the `sidebus` binary, for the bare handler this binary also serves.
 sidebus::mimalloc_on_demand!();
 
 fn main() {
+    if let Ok(listen) = std::env::var(BARE_LISTEN) {
+        serve_bare(&listen);
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing at all.
     let smoke = std::env::args_os().len() <= 1;
     let args = if smoke { Args::smoke() } else { Args::parse() };
@@ -110,12 +121,6 @@ fn main() {
         eprintln!("load: {e}");
         std::process::exit(2);
     }
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.server_threads)
-        .thread_name("sb-server")
-        .enable_all()
-        .build()
-        .expect("server runtime");
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .thread_name("load-client")
@@ -125,58 +130,60 @@ fn main() {
 
     let topic = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let setup = client_rt.block_on(BrokerSetup::start(&args, &topic));
-    let (sidebus_addr, state) =
-        server_rt.block_on(start_sidebus(&args, &setup, Policy::None, &topic));
-    let with_policy = |policy| {
-        let (addr, state) = server_rt.block_on(start_sidebus(&args, &setup, policy, &topic));
-        client_rt.block_on(wait_connected(&state, BROKER, args.broker));
-        (addr, state)
-    };
-    let governed = args
-        .measures("c_gov")
-        .then(|| with_policy(Policy::Governance));
-    let policed = args.measures("c_pol").then(|| with_policy(Policy::Full));
-    let bare_addr = server_rt.block_on(serve(bare_router()));
-    client_rt.block_on(wait_connected(&state, BROKER, args.broker));
-    if state.broker(SPOOLED).is_some() {
-        client_rt.block_on(wait_connected(&state, SPOOLED, args.broker));
-    }
+    let start = |policy| client_rt.block_on(start_sidebus(&args, &setup, policy, &topic));
+    let sidebus = start(Policy::None);
+    let governed = args.measures("c_gov").then(|| start(Policy::Governance));
+    let policed = args.measures("c_pol").then(|| start(Policy::Full));
+    let bare = client_rt.block_on(start_bare(&args));
 
     let ctx = Ctx {
         topic: topic.clone(),
         payload: Bytes::from(payload(args.size)),
-        state,
+        sidebus,
         governed,
         policed,
+        bare,
         broker_pids: broker_pids(args.broker),
         args,
     };
     if ctx.args.scrape_ms > 0 {
-        let state = ctx.state.clone();
+        let addr = ctx.sidebus.addr;
         let every = Duration::from_millis(ctx.args.scrape_ms);
         // Ends with the process (which exits once the report is written).
         client_rt.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                std::hint::black_box(state.render_metrics());
+                std::hint::black_box(get(addr, "/metrics").await);
             }
         });
     }
     let report = client_rt.block_on(async {
         match ctx.args.rate {
-            Some(rate) => run_rate(&ctx, &setup, sidebus_addr, bare_addr, rate).await,
-            None => run_throughput(&ctx, &setup, sidebus_addr, bare_addr).await,
+            Some(rate) => run_rate(&ctx, &setup, rate).await,
+            None => run_throughput(&ctx, &setup).await,
         }
     });
     client_rt.block_on(setup.cleanup(&topic));
+    let failed = report
+        .phases
+        .iter()
+        .filter(|p| p.skipped.is_none() && (p.ok == 0 || (smoke && p.errors > 0)))
+        .count();
+    let table = report.table(&ctx);
+    let json = ctx
+        .args
+        .json
+        .as_ref()
+        .map(|path| (path.clone(), report.json(&ctx)));
+    drop(ctx);
     for policy in [Policy::None, Policy::Governance, Policy::Full] {
         let _ = std::fs::remove_dir_all(server::state_dir(policy));
     }
 
-    print!("{}", report.table(&ctx));
-    if let Some(path) = &ctx.args.json {
-        let text = serde_json::to_string_pretty(&report.json(&ctx)).expect("JSON");
-        match std::fs::write(path, text + "\n") {
+    print!("{table}");
+    if let Some((path, json)) = json {
+        let text = serde_json::to_string_pretty(&json).expect("JSON");
+        match std::fs::write(&path, text + "\n") {
             Ok(()) => println!("wrote {}", path.display()),
             Err(e) => {
                 eprintln!("load: writing {}: {e}", path.display());
@@ -184,16 +191,11 @@ fn main() {
             }
         }
     }
-    let failed = report
-        .phases
-        .iter()
-        .filter(|p| p.skipped.is_none() && (p.ok == 0 || (smoke && p.errors > 0)))
-        .count();
     if smoke {
         println!("load harness smoke run: {failed} failed phases");
     }
-    // Exit without dropping the runtimes: the servers never stop on their own and the Kafka
-    // producers would flush for seconds. Everything the broker holds was deleted above.
+    // Exit without dropping the client runtime: the Kafka producers would flush for seconds.
+    // The servers were stopped with the context; everything the broker holds was deleted above.
     std::process::exit(if failed > 0 { 1 } else { 0 });
 }
 
@@ -202,11 +204,14 @@ struct Ctx {
     args: Args,
     topic: String,
     payload: Bytes,
-    state: AppState,
-    /// Phase c_gov's sidebus (a principal and a quota), with its address.
-    governed: Option<(std::net::SocketAddr, AppState)>,
-    /// Phase c_pol's sidebus (that, a topic rule and an audit log), with its address.
-    policed: Option<(std::net::SocketAddr, AppState)>,
+    /// The sidebus of every phase but c_gov and c_pol.
+    sidebus: Server,
+    /// Phase c_gov's sidebus (a principal and a quota).
+    governed: Option<Server>,
+    /// Phase c_pol's sidebus (that, a topic rule and an audit log).
+    policed: Option<Server>,
+    /// The bare handler (phase a).
+    bare: Server,
     broker_pids: Vec<u32>,
 }
 

@@ -1,6 +1,7 @@
 //! One phase of a run: what it is called, how it runs (warm-up, then measured), and what it
 //! measured.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use crate::drive::{new_histogram, run, Drive};
 use crate::ops::Op;
 use crate::process::{peak_rss_kib, reset_peak_rss, Cpu};
-use crate::server::drain;
+use crate::server::Server;
 use crate::Ctx;
 
 /// The measured result of one phase.
@@ -30,6 +31,8 @@ pub(crate) struct Phase {
     pub(crate) drain: Duration,
     pub(crate) peak_rss_kib: Option<u64>,
     peak_rss_per_phase: bool,
+    /// The phase loaded sidebus.
+    pub(crate) sidebus: bool,
     /// `Some(reason)` when the phase was not run.
     pub(crate) skipped: Option<String>,
 }
@@ -51,6 +54,7 @@ impl Phase {
             drain: Duration::ZERO,
             peak_rss_kib: None,
             peak_rss_per_phase: false,
+            sidebus: false,
             skipped: Some(reason.into()),
         }
     }
@@ -59,9 +63,19 @@ impl Phase {
         self.ok * self.events_per_op
     }
 
-    /// CPU µs of sidebus's runtime threads per event.
+    /// CPU µs of the server process per event (per request for the bare handler).
     pub(crate) fn server_us_per_event(&self) -> Option<f64> {
         (self.events() > 0).then(|| self.cpu.server * 1e6 / self.events() as f64)
+    }
+
+    /// CPU µs of this process (the load client or the native client) per event.
+    pub(crate) fn client_us_per_event(&self) -> Option<f64> {
+        (self.events() > 0).then(|| self.cpu.process * 1e6 / self.events() as f64)
+    }
+
+    /// Events each operation carries (a batch's size).
+    pub(crate) fn events_per_op(&self) -> u64 {
+        self.events_per_op
     }
 
     pub(crate) fn ops_per_s(&self) -> f64 {
@@ -111,8 +125,8 @@ impl Phase {
                 "mean": self.hist.mean() / 1000.0,
             },
             "cpu_seconds": {
-                "process": self.cpu.process,
-                "sidebus_runtime": self.cpu.server,
+                "harness_process": self.cpu.process,
+                "server_process": self.cpu.server,
                 "client_runtime": self.cpu.client,
                 "librdkafka_threads": self.cpu.rdkafka,
                 "broker_process": self.cpu.broker,
@@ -125,13 +139,13 @@ impl Phase {
     }
 }
 
-/// Events per CPU second of this process plus the external broker.
+/// Events per CPU second of this process, the server and the external broker.
 pub(crate) fn events_per_cpu(phase: &Phase) -> Option<f64> {
-    let cpu = phase.cpu.process + phase.cpu.broker;
+    let cpu = phase.cpu.total();
     (cpu > 0.0).then(|| phase.events() as f64 / cpu)
 }
 
-/// CPU seconds of this process plus the external broker per event.
+/// CPU seconds of this process, the server and the external broker per event.
 pub(crate) fn cpu_per_event(phase: &Phase) -> Option<f64> {
     events_per_cpu(phase).filter(|r| *r > 0.0).map(|r| 1.0 / r)
 }
@@ -143,6 +157,8 @@ pub(crate) struct Spec {
     /// Connections, or publishes in flight.
     concurrency: String,
     events_per_op: u64,
+    /// The server process the phase loads (its CPU and peak RSS are measured), with its address.
+    server: Option<(SocketAddr, u32)>,
     /// The phase loads sidebus: wait for its pipeline to empty before and after.
     sidebus: bool,
     /// The status a sidebus request of the phase answers when it succeeds.
@@ -160,9 +176,16 @@ impl Spec {
             label: label.into(),
             concurrency: concurrency.into(),
             events_per_op: 1,
+            server: None,
             sidebus: false,
             expect: http::StatusCode::OK,
         }
+    }
+
+    /// The phase loads `server`.
+    pub(crate) fn on(mut self, server: &Server) -> Self {
+        self.server = Some((server.addr, server.pid));
+        self
     }
 
     pub(crate) fn expect(mut self, status: http::StatusCode) -> Self {
@@ -170,9 +193,11 @@ impl Spec {
         self
     }
 
-    pub(crate) fn sidebus(mut self) -> Self {
-        self.sidebus = true;
-        self
+    /// The phase loads sidebus `server`.
+    pub(crate) fn sidebus(self, server: &Server) -> Self {
+        let mut spec = self.on(server);
+        spec.sidebus = true;
+        spec
     }
 
     pub(crate) fn events_per_op(mut self, n: u64) -> Self {
@@ -197,19 +222,20 @@ pub(crate) async fn phase<O: Op>(ctx: &Ctx, spec: Spec, ops: Vec<O>, drive: Driv
         };
         ops = run(ops, warmup, args.max_ops).await.0;
     }
-    if spec.sidebus {
-        drain(&ctx.state).await;
+    let pid = spec.server.map(|(_, pid)| pid);
+    let sidebus = spec.server.filter(|_| spec.sidebus).map(|(addr, _)| addr);
+    if let Some(addr) = sidebus {
+        Server::drain_at(addr).await;
     }
-    let per_phase = reset_peak_rss();
-    let before = Cpu::now(&ctx.broker_pids);
+    let per_phase = pid.is_some_and(reset_peak_rss);
+    let before = Cpu::now(&ctx.broker_pids, pid);
     let (ops, tally) = run(ops, drive, args.max_ops).await;
-    let drained = if spec.sidebus {
-        drain(&ctx.state).await
-    } else {
-        Duration::ZERO
+    let drained = match sidebus {
+        Some(addr) => Server::drain_at(addr).await,
+        None => Duration::ZERO,
     };
-    let cpu = Cpu::now(&ctx.broker_pids).since(before);
-    let peak = peak_rss_kib();
+    let cpu = Cpu::now(&ctx.broker_pids, pid).since(before);
+    let peak = pid.and_then(peak_rss_kib);
     drop(ops);
     Phase {
         key: spec.key,
@@ -226,6 +252,7 @@ pub(crate) async fn phase<O: Op>(ctx: &Ctx, spec: Spec, ops: Vec<O>, drive: Driv
         drain: drained,
         peak_rss_kib: peak,
         peak_rss_per_phase: per_phase,
+        sidebus: spec.sidebus,
         skipped: None,
     }
 }

@@ -1,5 +1,5 @@
-//! Process measurements: CPU seconds by thread group and of the external broker, and the peak
-//! RSS of each phase.
+//! Process measurements: CPU seconds of the phase's server process, of this process by thread
+//! group and of the external broker, and the server's peak RSS in each phase.
 
 use crate::args::BrokerKind;
 use crate::cpu::{own_seconds, pids_named, seconds_of, stat_seconds};
@@ -7,22 +7,25 @@ use crate::cpu::{own_seconds, pids_named, seconds_of, stat_seconds};
 /// CPU seconds at one moment.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Cpu {
-    /// The whole process (client, server, librdkafka, mock cluster, …).
+    /// This process: the load client, the native publishers, librdkafka's threads of the
+    /// native producer and of the mock cluster.
     pub(crate) process: f64,
-    /// sidebus's runtime threads (`sb-server*`): HTTP, parsing, pipeline, NATS and AMQP clients.
+    /// The phase's server process, every thread of it: sidebus (its broker client included) or
+    /// the bare handler.
     pub(crate) server: f64,
     /// The load client's runtime threads (`load-client*`), native publishers included.
     pub(crate) client: f64,
-    /// librdkafka's threads (`rdk:*`): sidebus's and the native producer, and the mock cluster.
+    /// This process's librdkafka threads (`rdk:*`): the native producer and the mock cluster.
     pub(crate) rdkafka: f64,
     /// The external broker's processes (nats-server, RabbitMQ's beam.smp).
     pub(crate) broker: f64,
 }
 
 impl Cpu {
-    pub(crate) fn now(broker_pids: &[u32]) -> Self {
+    pub(crate) fn now(broker_pids: &[u32], server: Option<u32>) -> Self {
         let mut cpu = Cpu {
             process: own_seconds(),
+            server: server.map_or(0.0, |pid| seconds_of(&[pid])),
             broker: seconds_of(broker_pids),
             ..Cpu::default()
         };
@@ -33,9 +36,7 @@ impl Cpu {
                 let Some(seconds) = stat_seconds(&dir.join("stat").to_string_lossy()) else {
                     continue;
                 };
-                if comm.starts_with("sb-server") {
-                    cpu.server += seconds;
-                } else if comm.starts_with("load-client") {
+                if comm.starts_with("load-client") {
                     cpu.client += seconds;
                 } else if comm.starts_with("rdk:") {
                     cpu.rdkafka += seconds;
@@ -54,16 +55,21 @@ impl Cpu {
             broker: self.broker - before.broker,
         }
     }
+
+    /// All the CPU of the phase: this process, the server's and the broker's.
+    pub(crate) fn total(&self) -> f64 {
+        self.process + self.server + self.broker
+    }
 }
 
-/// Resets the process's peak RSS (VmHWM) so each phase reports its own; false if refused.
-pub(crate) fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// Resets process `pid`'s peak RSS (VmHWM) so each phase reports its own; false if refused.
+pub(crate) fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-/// VmHWM of this process in KiB.
-pub(crate) fn peak_rss_kib() -> Option<u64> {
-    crate::memory::status_kib("self", "VmHWM:")
+/// VmHWM of process `pid` in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    crate::memory::status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// PIDs of the external broker's server processes, whose CPU time each phase reports.

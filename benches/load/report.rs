@@ -87,7 +87,28 @@ impl Report {
             .collect()
     }
 
-    /// Per schema phase measured with (s): its sidebus runtime CPU µs per event, and that less
+    /// The floor of sidebus phase `phase`, in CPU µs per event: the bare handler's CPU per
+    /// request (its share of a batch entry for batches) plus the native client's CPU per event
+    /// (phase b; nothing where the broker has no native client — the memory broker).
+    fn floor_us(&self, phase: &Phase) -> Option<f64> {
+        let bare = self.get("a")?.server_us_per_event()?;
+        let native = match self.get("b") {
+            Some(b) => b.client_us_per_event()?,
+            None => 0.0,
+        };
+        Some(bare / phase.events_per_op() as f64 + native)
+    }
+
+    /// `(phase, sidebus CPU µs per event, floor µs per event)` of every sidebus phase.
+    fn floors(&self) -> Vec<(&'static str, f64, f64)> {
+        self.phases
+            .iter()
+            .filter(|p| p.skipped.is_none() && p.sidebus)
+            .filter_map(|p| Some((p.key, p.server_us_per_event()?, self.floor_us(p)?)))
+            .collect()
+    }
+
+    /// Per schema phase measured with (s): its sidebus CPU µs per event, and that less
     /// (s)'s — what the rule costs.
     fn schema_costs(&self) -> Vec<(&'static str, f64, f64)> {
         let Some(plain) = self.get("s").and_then(Phase::server_us_per_event) else {
@@ -140,7 +161,7 @@ impl Report {
             out,
             "{:<7} {:<50} {:>14} {:>10} {:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9}",
             "", "phase", "concurrency", "ok ops", "events/s", "MB/s", "p50 ms", "p99 ms", "p99.9ms",
-            "max ms", "errors", "cpu s", "srv s", "cli s", "rdk s", "brkr s", "RSS MiB", "ev/cpu-s"
+            "max ms", "errors", "hrn s", "srv s", "cli s", "rdk s", "brkr s", "RSS MiB", "ev/cpu-s"
         );
         for p in &self.phases {
             if let Some(reason) = &p.skipped {
@@ -199,7 +220,7 @@ impl Report {
         ) {
             let _ = writeln!(
                 out,
-                "spool cost c_spool sidebus runtime CPU {spooled:.2} µs/event, {:+.2} µs over c (no spool)",
+                "spool cost c_spool sidebus CPU {spooled:.2} µs/event, {:+.2} µs over c (no spool)",
                 spooled - plain
             );
         }
@@ -209,7 +230,7 @@ impl Report {
         ) {
             let _ = writeln!(
                 out,
-                "governance cost c_gov sidebus runtime CPU {governed:.2} µs/event, {:+.2} µs over c (no principal, no quota)",
+                "governance cost c_gov sidebus CPU {governed:.2} µs/event, {:+.2} µs over c (no principal, no quota)",
                 governed - plain
             );
         }
@@ -219,7 +240,7 @@ impl Report {
         ) {
             let _ = writeln!(
                 out,
-                "policy cost c_pol sidebus runtime CPU {policed:.2} µs/event, {:+.2} µs over c_gov (no topic rule, no audit log)",
+                "policy cost c_pol sidebus CPU {policed:.2} µs/event, {:+.2} µs over c_gov (no topic rule, no audit log)",
                 policed - governed
             );
         }
@@ -231,18 +252,37 @@ impl Report {
                 away.mb_per_s(ctx.args.size)
             );
         }
+        if let Some(bare) = self.get("a").and_then(Phase::server_us_per_event) {
+            let native = self.get("b").and_then(Phase::client_us_per_event);
+            let _ = writeln!(
+                out,
+                "floor: bare handler {bare:.2} µs/request{}",
+                native.map_or(String::new(), |n| format!(
+                    " + native client {n:.2} µs/event"
+                ))
+            );
+            for (key, us, floor) in self.floors() {
+                let _ = writeln!(
+                    out,
+                    "floor {key:<7} sidebus CPU {us:>6.2} µs/event, floor {floor:>6.2} µs/event, sidebus ÷ floor = {:.2}",
+                    us / floor
+                );
+            }
+        }
         for (key, us, over) in self.schema_costs() {
             let _ = writeln!(
                 out,
-                "schema cost {key:<7} sidebus runtime CPU {us:.2} µs/event, {over:+.2} µs over s (no rule)"
+                "schema cost {key:<7} sidebus CPU {us:.2} µs/event, {over:+.2} µs over s (no rule)"
             );
         }
         let _ = writeln!(
             out,
-            "latency per request (per publish for native); MB/s = payload bytes / 10^6; cpu s = this \
-             process (srv = sidebus runtime, cli = load client + native publishers, rdk = librdkafka \
-             threads incl. mock cluster); brkr s = external broker process; RSS = peak RSS of the \
-             process during the phase; ev/cpu-s = events / (process + broker CPU s)"
+            "latency per request (per publish for native); MB/s = payload bytes / 10^6; hrn s = this \
+             harness process (cli = its load client + native publishers, rdk = its librdkafka threads: \
+             the native producer and the mock cluster); srv s = the phase's server process (sidebus's \
+             release binary or the bare handler), all its threads; brkr s = external broker process; \
+             RSS = peak RSS of the server process during the phase; ev/cpu-s = events / (harness + \
+             server + broker CPU s)"
         );
         out
     }
@@ -271,6 +311,7 @@ impl Report {
             },
             "phases": self.phases.iter().map(|p| p.json(args.size)).collect::<Vec<_>>(),
             "ratios": self.ratios().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "floor": self.floors().into_iter().map(|(k, us, floor)| (k.to_string(), json!({"sidebus_cpu_us_per_event": us, "floor_us_per_event": floor, "sidebus_over_floor": us / floor}))).collect::<serde_json::Map<_, _>>(),
             "schema_cost": self.schema_costs().into_iter().map(|(k, us, over)| (k.to_string(), json!({"server_cpu_us_per_event": us, "over_no_rule_us": over}))).collect::<serde_json::Map<_, _>>(),
         })
     }

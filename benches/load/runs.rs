@@ -72,13 +72,9 @@ fn binary_request(
 const NO_NATIVE: &str = "n/a: the memory broker has no native client";
 
 /// The throughput run: phases a, b, c, c', d and the schema phases, each closed-loop.
-pub(crate) async fn run_throughput(
-    ctx: &Ctx,
-    setup: &BrokerSetup,
-    sidebus: SocketAddr,
-    bare: SocketAddr,
-) -> Report {
+pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
     let args = &ctx.args;
+    let sidebus = ctx.sidebus.addr;
     let closed = Drive::Closed {
         duration: Duration::from_secs_f64(args.seconds),
     };
@@ -95,8 +91,8 @@ pub(crate) async fn run_throughput(
 
     if args.measures("a") {
         let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
-        let ops = connections(ctx, bare, request).await;
-        let spec = Spec::new("a", "http-bare (discard handler)", &conns);
+        let ops = connections(ctx, ctx.bare.addr, request).await;
+        let spec = Spec::new("a", "http-bare (discard handler)", &conns).on(&ctx.bare);
         phases.push(phase(ctx, spec, ops, closed).await);
     }
 
@@ -120,7 +116,7 @@ pub(crate) async fn run_throughput(
         if args.measures(key) {
             setup.empty().await;
             let ops = connections(ctx, sidebus, single(prefer_async)).await;
-            let spec = Spec::new(key, label, &conns).sidebus();
+            let spec = Spec::new(key, label, &conns).sidebus(&ctx.sidebus);
             phases.push(phase(ctx, spec, ops, closed).await);
         }
     }
@@ -153,7 +149,7 @@ pub(crate) async fn run_throughput(
             setup.empty().await;
             let request = binary_request(ctx.events_path(), ty, false, order.clone());
             let ops = connections(ctx, sidebus, request).await;
-            let spec = Spec::new(key, label, &conns).sidebus();
+            let spec = Spec::new(key, label, &conns).sidebus(&ctx.sidebus);
             phases.push(phase(ctx, spec, ops, closed).await);
         }
     }
@@ -167,7 +163,7 @@ pub(crate) async fn run_throughput(
                 let request = binary_request(path, EVENT_TYPE, false, ctx.payload.clone());
                 let ops = connections(ctx, sidebus, request).await;
                 let label = "sidebus single, ack-wait, spool configured";
-                let spec = Spec::new("c_spool", label, &conns).sidebus();
+                let spec = Spec::new("c_spool", label, &conns).sidebus(&ctx.sidebus);
                 phase(ctx, spec, ops, closed).await
             }
         });
@@ -186,16 +182,16 @@ pub(crate) async fn run_throughput(
         ),
     ];
     for (name, what, sidebus) in governed {
-        let Some((addr, _)) = sidebus else { continue };
+        let Some(sidebus) = sidebus else { continue };
         setup.empty().await;
         let mut request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
         request.headers.push((
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}")).expect("a header value"),
         ));
-        let ops = connections(ctx, *addr, request).await;
+        let ops = connections(ctx, sidebus.addr, request).await;
         let label = format!("sidebus single, ack-wait, {what}");
-        let spec = Spec::new(name, label, &conns).sidebus();
+        let spec = Spec::new(name, label, &conns).sidebus(sidebus);
         phases.push(phase(ctx, spec, ops, closed).await);
     }
     Report::new(setup, phases, None)
@@ -225,19 +221,13 @@ async fn batch_phase(
     };
     setup.empty().await;
     let ops = connections(ctx, sidebus, batch).await;
-    let spec = spec.sidebus().events_per_op(args.batch as u64);
+    let spec = spec.sidebus(&ctx.sidebus).events_per_op(args.batch as u64);
     phase(ctx, spec, ops, closed).await
 }
 
 /// The steady-rate run: bare HTTP, native publish-to-ack and sidebus single events, each at the
 /// same offered rate, open loop.
-pub(crate) async fn run_rate(
-    ctx: &Ctx,
-    setup: &BrokerSetup,
-    sidebus: SocketAddr,
-    bare: SocketAddr,
-    rate: f64,
-) -> Report {
+pub(crate) async fn run_rate(ctx: &Ctx, setup: &BrokerSetup, rate: f64) -> Report {
     let args = &ctx.args;
     let n = args.connections;
     let open = Drive::Open {
@@ -248,8 +238,8 @@ pub(crate) async fn run_rate(
     let mut phases = Vec::new();
 
     let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
-    let ops = connections(ctx, bare, request).await;
-    let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns);
+    let ops = connections(ctx, ctx.bare.addr, request).await;
+    let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns).on(&ctx.bare);
     phases.push(phase(ctx, spec, ops, open).await);
 
     setup.empty().await;
@@ -265,8 +255,9 @@ pub(crate) async fn run_rate(
 
     setup.empty().await;
     let request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
-    let ops = connections(ctx, sidebus, request).await;
-    let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns).sidebus();
+    let ops = connections(ctx, ctx.sidebus.addr, request).await;
+    let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns)
+        .sidebus(&ctx.sidebus);
     phases.push(phase(ctx, spec, ops, open).await);
     Report::new(setup, phases, Some(rate))
 }

@@ -1,22 +1,30 @@
-//! The two HTTP servers the load goes to: sidebus itself, and the bare discard handler that
-//! gives the HTTP ceiling.
+//! The two kinds of server the load goes to, each in its own process as a user runs it:
+//! sidebus's release binary, and the bare discard handler that gives the HTTP floor (this
+//! harness's own binary, run again with [`BARE_LISTEN`] set).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use sidebus::{AppState, RawConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::args::{Args, BrokerKind};
+use crate::args::Args;
 use crate::brokers::BrokerSetup;
 use crate::schema::{ORDER_AVSC, ORDER_JSON_SCHEMA};
 use crate::{AWAY, BROKER, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SOURCE, SPOOLED};
 
 /// Longest the pipeline may take to empty between phases.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Longest a server may take to answer after it was started.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
-pub(crate) fn bare_router() -> axum::Router {
+/// Set to an address, this binary serves the bare handler there and nothing else.
+pub(crate) const BARE_LISTEN: &str = "SIDEBUS_LOAD_BARE_LISTEN";
+
+fn bare_router() -> axum::Router {
     async fn discard(body: Bytes) -> StatusCode {
         drop(body);
         StatusCode::OK
@@ -24,17 +32,131 @@ pub(crate) fn bare_router() -> axum::Router {
     axum::Router::new().fallback(discard)
 }
 
-pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(sidebus::nodelay(listener), app).await {
-            eprintln!("load: server on {addr} stopped: {e}");
-        }
+/// Serves the bare handler on `listen` until killed, on a runtime of `TOKIO_WORKER_THREADS`
+/// workers like sidebus's, accepting as sidebus does.
+pub(crate) fn serve_bare(listen: &str) -> ! {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the bare handler's runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .unwrap_or_else(|e| panic!("binding {listen}: {e}"));
+        axum::serve(sidebus::nodelay(listener), bare_router())
+            .await
+            .expect("the bare handler serves");
     });
-    addr
+    std::process::exit(0)
+}
+
+/// A server process of the harness; killed when dropped.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) pid: u32,
+    child: Child,
+    /// Where its standard error goes, shown when it fails to start.
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn spawn(mut command: Command, addr: SocketAddr, log: PathBuf, args: &Args) -> Self {
+        let stderr = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let child = command
+            .env("TOKIO_WORKER_THREADS", args.server_threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting a server process");
+        Self {
+            addr,
+            pid: child.id(),
+            child,
+            log,
+        }
+    }
+
+    /// Waits until `path` answers 200 (any answer when `None`).
+    async fn wait_answering(&mut self, path: &str) {
+        let started = Instant::now();
+        loop {
+            if let Some((status, _)) = get(self.addr, path).await {
+                if status == 200 {
+                    return;
+                }
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || started.elapsed() > START_LIMIT {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!(
+                    "the server on {} did not answer {path} with 200 ({exited:?}):\n{log}",
+                    self.addr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the pipelines of the sidebus at `addr` hold nothing (events taken with
+    /// respond-async included): the sum of `sidebus_pipeline_depth` is zero.
+    pub(crate) async fn drain_at(addr: SocketAddr) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < DRAIN_LIMIT {
+            let held: f64 = get(addr, "/metrics")
+                .await
+                .map(|(_, body)| {
+                    body.lines()
+                        .filter(|l| l.starts_with("sidebus_pipeline_depth"))
+                        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                        .sum()
+                })
+                .unwrap_or(f64::NAN);
+            if held == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    }
+}
+
+/// A free loopback address for a server to listen on.
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// `GET path` over a fresh HTTP/1.0 connection: the status and the body.
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// Starts the bare handler in its own process.
+pub(crate) async fn start_bare(args: &Args) -> Server {
+    let addr = free_addr();
+    let mut command = Command::new(std::env::current_exe().expect("this binary's path"));
+    command.env(BARE_LISTEN, addr.to_string());
+    let log = std::env::temp_dir().join(format!("sidebus-bench-{}-bare.log", std::process::id()));
+    let mut server = Server::spawn(command, addr, log, args);
+    server.wait_answering("/").await;
+    server
 }
 
 /// What a sidebus of the harness has configured beyond its brokers.
@@ -150,48 +272,28 @@ fn schema_rules(state_dir: &std::path::Path) -> String {
     )
 }
 
-/// Starts an in-process sidebus with `policy` for `topic`.
+/// Starts sidebus's release binary with `policy` for `topic`, and waits until `/readyz` says
+/// its brokers are connected.
 pub(crate) async fn start_sidebus(
     args: &Args,
     setup: &BrokerSetup,
     policy: Policy,
     topic: &str,
-) -> (SocketAddr, AppState) {
+) -> Server {
     let toml = sidebus_toml(args, setup, policy, topic);
-    let config = RawConfig::from_toml(&toml)
-        .and_then(RawConfig::validate)
-        .unwrap_or_else(|e| panic!("bench config is invalid: {e}\n{toml}"));
-    let state = AppState::build(config)
-        .await
-        .expect("sidebus backends build");
-    let addr = serve(sidebus::app(state.clone())).await;
-    (addr, state)
-}
-
-pub(crate) async fn wait_connected(state: &AppState, name: &str, kind: BrokerKind) {
-    let broker = state.broker(name).expect("a bench broker");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = broker.backend.status();
-        if status.connected {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "sidebus's {} broker did not connect within 30 s: {:?}",
-                kind.name(),
-                status.last_error
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until sidebus's pipeline holds nothing (events accepted with respond-async included).
-pub(crate) async fn drain(state: &AppState) -> Duration {
-    let started = Instant::now();
-    while state.brokers().any(|b| b.pipeline.in_flight() > 0) && started.elapsed() < DRAIN_LIMIT {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
+    let dir = state_dir(policy);
+    std::fs::create_dir_all(&dir).expect("the bench state directory");
+    let config = dir.join("sidebus.toml");
+    std::fs::write(&config, toml).expect("writing the bench config");
+    let addr = free_addr();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sidebus"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(["--config-poll", "0s"]);
+    let mut server = Server::spawn(command, addr, dir.join("sidebus.log"), args);
+    server.wait_answering("/readyz").await;
+    server
 }
