@@ -84,9 +84,9 @@ measure() {
   local pid=$!
   wait_port "$port"
   send "$port" "$path" "$kind" $((requests / 5))
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   send "$port" "$path" "$kind" "$requests"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   # `-d` wrote `$out.1` (the exit writes `$out`): its `summary:` line is the total since `-z`.

@@ -7,7 +7,9 @@
 //!    `--size` bytes and await the broker's acknowledgements, for `--seconds`;
 //! 3. **overload**: the same with `Prefer: respond-async`, so nothing waits for the broker: the
 //!    pipeline fills to its bound, the excess is answered 429, and the resident set is read every
-//!    second to show it stays flat.
+//!    second to show it stays flat;
+//! 4. **idle after load**: the resident set 2 s after the load stopped — what a sidecar that has
+//!    warmed up keeps while it waits.
 //!
 //! Each loaded phase reports the peak resident set (VmHWM, reset at the phase's start), the
 //! events accepted and refused per second, and the offered load as a multiple of what was
@@ -17,7 +19,11 @@
 //! cargo bench --bench rss                          # memory broker (no config at all)
 //! cargo bench --bench rss -- --broker nats         # a JetStream broker (SIDEBUS_TEST_NATS)
 //! cargo bench --bench rss -- --broker amqp         # RabbitMQ with confirms (SIDEBUS_TEST_AMQP)
+//! cargo bench --bench rss -- --broker kafka        # Kafka at SIDEBUS_TEST_KAFKA (e.g. tansu)
+//! cargo bench --bench rss -- --broker all          # a Kafka, a NATS and an AMQP broker at once
 //! ```
+//!
+//! With `all`, the three brokers are configured and connected and the load goes to the NATS one.
 //!
 //! RSS counts the anonymous memory (heap, stacks) and the pages of the binary and shared
 //! libraries that were touched (file-backed). The NATS and AMQP variants delete the stream or
@@ -48,7 +54,8 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// sidebus memory measurement.
 #[derive(Parser, Debug)]
 struct Args {
-    /// `memory` (no config at all), `nats` or `amqp` (a broker named `events`).
+    /// `memory` (no config at all), `nats`, `amqp` or `kafka` (a broker named `events`), or
+    /// `all` (a Kafka, a NATS and an AMQP broker; the load goes to the NATS one, `events`).
     #[arg(long, default_value = "memory")]
     broker: String,
     /// Seconds per loaded phase; 0 measures idle only.
@@ -102,23 +109,64 @@ fn mib(kib: u64) -> f64 {
 /// Where the events go, and what to remove afterwards.
 enum Broker {
     Memory,
-    Nats { url: String },
-    Amqp { url: String, queue: String },
+    Nats {
+        url: String,
+    },
+    Amqp {
+        url: String,
+        queue: String,
+    },
+    Kafka {
+        bootstrap: String,
+    },
+    /// Every kind at once, the load going to the first.
+    All(Vec<Broker>),
 }
 
 impl Broker {
-    /// The broker table of sidebus's config; none for the memory broker.
+    /// The broker tables of sidebus's config; none for the memory broker. The broker the load
+    /// goes to is `events`.
     fn config(&self) -> Option<String> {
+        let table = |name: &str, body: String| format!("[brokers.{name}]\n{body}");
         match self {
             Broker::Memory => None,
-            Broker::Nats { url } => Some(format!("kind = \"nats\"\nurl = \"{url}\"\n")),
-            Broker::Amqp { url, .. } => Some(format!("kind = \"amqp\"\nurl = \"{url}\"\n")),
+            Broker::Nats { url } => Some(table(
+                "events",
+                format!("kind = \"nats\"\nurl = \"{url}\"\n"),
+            )),
+            Broker::Amqp { url, .. } => Some(table(
+                "events",
+                format!("kind = \"amqp\"\nurl = \"{url}\"\n"),
+            )),
+            Broker::Kafka { bootstrap } => Some(table(
+                "events",
+                format!("kind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\n"),
+            )),
+            Broker::All(brokers) => Some(
+                brokers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, b)| {
+                        let first = b.config()?;
+                        Some(if i == 0 {
+                            first
+                        } else {
+                            first.replacen("[brokers.events]", &format!("[brokers.also{i}]"), 1)
+                        })
+                    })
+                    .collect(),
+            ),
         }
     }
 
     async fn clean_up(&self, topic: &str) {
         match self {
-            Broker::Memory => {}
+            Broker::Memory | Broker::Kafka { .. } => {}
+            Broker::All(brokers) => {
+                for broker in brokers {
+                    Box::pin(broker.clean_up(topic)).await;
+                }
+            }
             Broker::Nats { url } => {
                 let client = async_nats::connect(url).await.expect("connecting to NATS");
                 let stream = sidebus::backend::nats::stream_name(topic);
@@ -249,23 +297,33 @@ async fn main() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let topic = format!("rss-{}", std::process::id());
+    let nats = || Broker::Nats {
+        url: std::env::var("SIDEBUS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+    };
+    let amqp = || async {
+        let url = std::env::var("SIDEBUS_TEST_AMQP")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let queue = amqp_queue(&url, &topic).await;
+        Broker::Amqp { url, queue }
+    };
+    let kafka = || {
+        Broker::Kafka {
+        bootstrap: std::env::var("SIDEBUS_TEST_KAFKA").unwrap_or_else(|_| {
+            panic!("--broker kafka needs a Kafka at SIDEBUS_TEST_KAFKA (tansu: see docs/development.md)")
+        }),
+    }
+    };
     let broker = match args.broker.as_str() {
         "memory" => Broker::Memory,
-        "nats" => Broker::Nats {
-            url: std::env::var("SIDEBUS_TEST_NATS")
-                .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        },
-        "amqp" => {
-            let url = std::env::var("SIDEBUS_TEST_AMQP")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-            let queue = amqp_queue(&url, &topic).await;
-            Broker::Amqp { url, queue }
-        }
-        other => panic!("--broker: `{other}` is not memory, nats or amqp"),
+        "nats" => nats(),
+        "amqp" => amqp().await,
+        "kafka" => kafka(),
+        "all" => Broker::All(vec![nats(), amqp().await, kafka()]),
+        other => panic!("--broker: `{other}` is not memory, nats, amqp, kafka or all"),
     };
     let (name, table) = match broker.config() {
         None => ("default", String::new()),
-        Some(table) => ("events", format!("[brokers.events]\n{table}")),
+        Some(table) => ("events", table),
     };
     if !table.is_empty() || !args.sidebus_toml.is_empty() {
         let config = dir.path().join("sidebus.toml");
@@ -325,6 +383,13 @@ async fn main() {
         let url = format!("{base}/v1/publish/{name}/{topic}/batch");
         phase("load", &args, pid, &url, false).await;
         phase("overload", &args, pid, &url, true).await;
+        tokio::time::sleep(SETTLE).await;
+        println!(
+            "idle after load: RSS {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB)",
+            mib(status_kib(pid, "VmRSS:")),
+            mib(status_kib(pid, "RssAnon:")),
+            mib(status_kib(pid, "RssFile:"))
+        );
     }
     drop(child);
     broker.clean_up(&topic).await;

@@ -2,7 +2,7 @@
 //! replace, delete, pause or resume) or a refusal (`403`), writes its audit line. `401`s are
 //! written by the auth layer, which answers them before this one runs ([`Record::denied`]).
 
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -23,22 +23,18 @@ fn action(method: &Method, route: &str) -> Option<&'static str> {
     })
 }
 
-/// Writes the audit line of each request that needs one, when the audit log is kept.
-pub async fn record(
-    State(state): State<AppState>,
-    matched: Option<MatchedPath>,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Runs `request` through `next`, and writes its audit line when it needs one and the audit
+/// log is kept (nothing is looked at when it is not).
+pub async fn around(state: &AppState, request: Request, next: Next) -> Response {
     let audit = state.live().audit.clone();
     let Some(audit) = audit else {
         return next.run(request).await;
     };
-    let route = matched
-        .as_ref()
-        .map(MatchedPath::as_str)
-        .unwrap_or_default();
+    let (mut parts, body) = request.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, state).await;
+    let request = Request::from_parts(parts, body);
+    let matched = request.extensions().get::<MatchedPath>();
+    let route = matched.map(MatchedPath::as_str).unwrap_or_default();
     let action = action(request.method(), route);
     let mut record = Record {
         principal: request

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::audit::Record;
@@ -64,12 +63,8 @@ impl Caller {
 
 /// On `/v1` paths, when principals (or an API token) are configured, requires
 /// `Authorization: Bearer <token>` of one of them (`401`, audited as `denied`, otherwise) and
-/// records who it is.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// records who it is in the request; the refusal when there is one.
+pub fn admit(state: &AppState, request: &mut Request) -> Option<Response> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -97,7 +92,7 @@ pub async fn authenticate(
     match caller {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            None
         }
         Err(audit) => {
             let detail = if presented.is_some() {
@@ -111,9 +106,9 @@ pub async fn authenticate(
                 HeaderValue::from_static("Bearer realm=\"sidebus\""),
             );
             if let Some(audit) = audit {
-                audit.log(&Record::denied(&request, response.status()));
+                audit.log(&Record::denied(request, response.status()));
             }
-            response
+            Some(response)
         }
     }
 }

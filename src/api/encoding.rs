@@ -5,7 +5,6 @@
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -13,12 +12,10 @@ use super::error::ApiError;
 /// The encodings request bodies may have, as `Accept-Encoding` names them to a refused client.
 pub const ACCEPTED: &str = "gzip, deflate, br, zstd, identity";
 
-/// Refuses a body in an encoding sidebus cannot decode (415), and writes an accepted one in
-/// lower case, as the decompression layer expects it.
-pub async fn accept_known(mut request: Request, next: Next) -> Response {
-    let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
-        return next.run(request).await;
-    };
+/// The refusal (415) of a body in an encoding sidebus cannot decode; an accepted one is written
+/// in lower case, as the decompression layer expects it.
+pub fn refuse_unknown(request: &mut Request) -> Option<Response> {
+    let value = request.headers().get(header::CONTENT_ENCODING)?;
     let token = value
         .to_str()
         .map(|v| v.trim().to_ascii_lowercase())
@@ -29,7 +26,7 @@ pub async fn accept_known(mut request: Request, next: Next) -> Response {
                 header::CONTENT_ENCODING,
                 HeaderValue::from_str(&token).expect("an accepted token is a header value"),
             );
-            next.run(request).await
+            None
         }
         _ => {
             let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -40,7 +37,7 @@ pub async fn accept_known(mut request: Request, next: Next) -> Response {
             response
                 .headers_mut()
                 .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
-            response
+            Some(response)
         }
     }
 }

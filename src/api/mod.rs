@@ -83,16 +83,17 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         // reaches the route (any other OPTIONS request is still 405).
         sse_route = sse_route.options(method_not_allowed).layer(cors);
     }
-    // The layers a request passes, outermost first:
-    //  1. encoding: a `Content-Encoding` sidebus cannot decode is 415;
+    // The layers a request passes, outermost first (several steps share one layer: each
+    //  layer costs a boxed future and a service clone per request):
+    //  1. edge: a `Content-Encoding` sidebus cannot decode is 415, and bodies are read (decoded)
+    //     up to `limits.max_body` in force, then refused with 413, so a body that inflates past
+    //     it is never inflated further;
     //  2. decompression: gzip, deflate, br and zstd bodies are decoded as they are read;
-    //  3. body_limit: bodies are read (decoded) up to `limits.max_body` in force, then refused
-    //     with 413, so a body that inflates past it is never inflated further;
-    //  4. the fallbacks: an unknown path is 404 and a known one with another method 405;
-    //  5. auth: `/v1` routes need a principal's token (or the API token) when any is configured
-    //     (401, audited as `denied`), and the request carries who it is;
-    //  6. audit: state-changing requests and 403s are written to the audit log, when kept;
-    //  7. observe (publish routes only): the `publish` span, the trace context the events carry,
+    //  3. the fallbacks: an unknown path is 404 and a known one with another method 405;
+    //  4. guard: `/v1` routes need a principal's token (or the API token) when any is configured
+    //     (401, audited as `denied`), and the request carries who it is; then state-changing
+    //     requests and 403s are written to the audit log, when kept;
+    //  5. observe (publish routes only): the `publish` span, the trace context the events carry,
     //     and the request metrics per broker.
     let publish = Router::new()
         .route(PUBLISH, post(publish::publish_one))
@@ -117,18 +118,20 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route(SUBSCRIBE_SSE, sse_route)
         .route(FILTERS_EVALUATE, post(filters::evaluate))
         .route(CONFIG, get(admin::config))
-        .route_layer(from_fn_with_state(state.clone(), audited::record))
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .route_layer(from_fn_with_state(state.clone(), guard))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), body_limit))
         .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
-        .layer(axum::middleware::from_fn(encoding::accept_known))
+        .layer(from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
-/// Bounds the body to the `limits.max_body` in force when the request arrives.
-async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Layer 1: refuses an encoding sidebus cannot decode, and bounds the body to the
+/// `limits.max_body` in force when the request arrives.
+async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if let Some(refused) = encoding::refuse_unknown(&mut request) {
+        return refused;
+    }
     let limit = state.live().config.limits.max_body;
     match DefaultBodyLimit::max(limit)
         .layer(next)
@@ -138,6 +141,14 @@ async fn body_limit(State(state): State<AppState>, request: Request, next: Next)
         Ok(response) => response,
         Err(never) => match never {},
     }
+}
+
+/// Layer 4: authentication, then the audit line around the rest.
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if let Some(refused) = auth::admit(&state, &mut request) {
+        return refused;
+    }
+    audited::around(&state, request, next).await
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {

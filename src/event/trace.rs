@@ -1,7 +1,7 @@
 //! W3C trace context (`traceparent` / `tracestate`) carried as the CloudEvents
 //! distributed-tracing extension from the publish request to the webhook request.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// A trace context as found on a request or an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,14 +12,23 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
-    let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
-    while out.len() < bytes * 2 {
-        out.push_str(uuid::Uuid::new_v4().simple().encode_lower(&mut hex));
-    }
-    out.truncate(bytes * 2);
+    push_random_hex(&mut out, bytes);
     out
+}
+
+/// Appends `bytes` (at most 16) random bytes as lowercase hex: a trace or parent id, made per
+/// request, so without formatting machinery.
+fn push_random_hex(out: &mut String, bytes: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = uuid::Uuid::new_v4().as_u128();
+    for nibble in (0..bytes * 2).rev() {
+        out.push(char::from(HEX[(random >> (nibble * 4)) as usize & 0xf]));
+    }
 }
 
 /// Checks the `00` version format of a traceparent (lowercase hex, non-zero ids).
@@ -42,8 +51,14 @@ pub fn is_valid(traceparent: &str) -> bool {
 impl TraceContext {
     /// A new trace (sampled), for requests that bring none.
     pub fn new_root() -> Self {
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        push_random_hex(&mut traceparent, 16);
+        traceparent.push('-');
+        push_random_hex(&mut traceparent, 8);
+        traceparent.push_str("-01");
         Self {
-            traceparent: format!("00-{}-{}-01", random_hex(16), random_hex(8)),
+            traceparent,
             tracestate: None,
         }
     }
@@ -62,17 +77,12 @@ impl TraceContext {
 
 /// The trace context of a request's `traceparent`/`tracestate` headers, if valid.
 pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
-    let traceparent = headers
-        .get("traceparent")?
-        .to_str()
-        .ok()?
-        .trim()
-        .to_string();
+    let traceparent = headers.get(&TRACEPARENT)?.to_str().ok()?.trim().to_string();
     if !is_valid(&traceparent) {
         return None;
     }
     let tracestate = headers
-        .get("tracestate")
+        .get(&TRACESTATE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     Some(TraceContext {

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,8 +16,10 @@ use crate::api::AppState;
 const REPLAYED: &str = "idempotent-replayed";
 
 /// The request's `Idempotency-Key`, if it has one; a malformed key is `400`.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = parse_key(value.as_bytes()).ok_or_else(|| {
