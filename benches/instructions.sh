@@ -20,7 +20,7 @@ connections=${CONNECTIONS:-16}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet --bin sidebus
+# One build: `cargo bench` builds the sidebus binary (target/release/sidebus) with the harness.
 load=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -56,6 +56,11 @@ pub(crate) struct Args {
     /// Steady-rate mode: requests (and native publishes) per second, open loop.
     #[arg(long)]
     pub(crate) rate: Option<f64>,
+    /// Rounds of the schema phases (s, s_json, s_avro), each round in a rotated order; the
+    /// report gives each rule's median cost over (s) of the same round, which drift between
+    /// phases would otherwise bias.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) rounds: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
@@ -119,6 +124,7 @@ impl Args {
             max_ops: 100_000,
             sidebus_toml: String::new(),
             phases: PHASES.map(String::from).to_vec(),
+            rounds: 1,
             bench: false,
         }
     }

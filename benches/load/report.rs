@@ -108,17 +108,26 @@ impl Report {
             .collect()
     }
 
-    /// Per schema phase measured with (s): its sidebus CPU µs per event, and that less
-    /// (s)'s — what the rule costs.
+    /// Per schema phase measured with (s): its median sidebus CPU µs per event over the rounds,
+    /// and the median of its difference to (s) of the same round — what the rule costs.
     fn schema_costs(&self) -> Vec<(&'static str, f64, f64)> {
-        let Some(plain) = self.get("s").and_then(Phase::server_us_per_event) else {
-            return Vec::new();
+        let rounds = |key| -> Vec<f64> {
+            self.phases
+                .iter()
+                .filter(|p| p.key == key && p.skipped.is_none())
+                .filter_map(Phase::server_us_per_event)
+                .collect()
         };
+        let plain = rounds("s");
+        if plain.is_empty() {
+            return Vec::new();
+        }
         ["s", "s_json", "s_avro"]
             .into_iter()
             .filter_map(|key| {
-                let us = self.get(key)?.server_us_per_event()?;
-                Some((key, us, us - plain))
+                let us = rounds(key);
+                let over: Vec<f64> = us.iter().zip(&plain).map(|(u, p)| u - p).collect();
+                Some((key, median(us)?, median(over)?))
             })
             .collect()
     }
@@ -272,7 +281,8 @@ impl Report {
         for (key, us, over) in self.schema_costs() {
             let _ = writeln!(
                 out,
-                "schema cost {key:<7} sidebus CPU {us:.2} µs/event, {over:+.2} µs over s (no rule)"
+                "schema cost {key:<7} sidebus CPU {us:.2} µs/event, {over:+.2} µs over s (no rule), medians of {} rounds",
+                ctx.args.rounds.max(1)
             );
         }
         let _ = writeln!(
@@ -315,6 +325,11 @@ impl Report {
             "schema_cost": self.schema_costs().into_iter().map(|(k, us, over)| (k.to_string(), json!({"server_cpu_us_per_event": us, "over_no_rule_us": over}))).collect::<serde_json::Map<_, _>>(),
         })
     }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -128,7 +128,7 @@ pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
     }
 
     let order = Bytes::from(order(args.size).to_string());
-    for (key, label, ty) in [
+    let schema_phases = [
         (
             "s",
             "sidebus single, order event, no rule",
@@ -144,13 +144,17 @@ pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
             "sidebus single, order event, Avro native",
             SCHEMA_AVRO_TYPE,
         ),
-    ] {
-        if args.measures(key) {
-            setup.empty().await;
-            let request = binary_request(ctx.events_path(), ty, false, order.clone());
-            let ops = connections(ctx, sidebus, request).await;
-            let spec = Spec::new(key, label, &conns).sidebus(&ctx.sidebus);
-            phases.push(phase(ctx, spec, ops, closed).await);
+    ];
+    for round in 0..args.rounds.max(1) {
+        for i in 0..schema_phases.len() {
+            let (key, label, ty) = schema_phases[(i + round) % schema_phases.len()];
+            if args.measures(key) {
+                setup.empty().await;
+                let request = binary_request(ctx.events_path(), ty, false, order.clone());
+                let ops = connections(ctx, sidebus, request).await;
+                let spec = Spec::new(key, label, &conns).sidebus(&ctx.sidebus);
+                phases.push(phase(ctx, spec, ops, closed).await);
+            }
         }
     }
 

@@ -35,28 +35,61 @@ pub struct Outbound {
     pub event: Event,
 }
 
-/// Where the broker stored an event; which fields are set depends on the broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// Where the broker stored an event; which fields are set depends on the broker. In JSON, only
+/// the fields that are set (and the flags that are true) appear.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Position {
     /// Kafka partition (0 for the memory broker).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
     /// Kafka or memory-broker offset within the partition.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
     /// JetStream stream sequence.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
     /// JetStream stream the event was stored in.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
     /// The broker recognised the event id as a duplicate and stored nothing new.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
     /// The broker could not take the event now: it is in the broker's durable spool and will be
     /// forwarded in order (answered `202`). No other field is set then.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub spooled: bool,
+}
+
+impl Position {
+    /// Writes the fields that are set into `map`: the position's own JSON object, or the rest
+    /// of a publish answer's (serde's `flatten` cost more than the whole answer per request).
+    pub fn serialize_fields<M: serde::ser::SerializeMap>(
+        &self,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        if let Some(partition) = self.partition {
+            map.serialize_entry("partition", &partition)?;
+        }
+        if let Some(offset) = self.offset {
+            map.serialize_entry("offset", &offset)?;
+        }
+        if let Some(sequence) = self.sequence {
+            map.serialize_entry("sequence", &sequence)?;
+        }
+        if let Some(stream) = &self.stream {
+            map.serialize_entry("stream", stream)?;
+        }
+        if self.duplicate {
+            map.serialize_entry("duplicate", &true)?;
+        }
+        if self.spooled {
+            map.serialize_entry("spooled", &true)?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        self.serialize_fields(&mut map)?;
+        map.end()
+    }
 }
 
 /// Why the broker did not take an event.

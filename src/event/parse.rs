@@ -50,7 +50,10 @@ impl Defaults {
                     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{seed}/0").as_bytes())
                         .to_string()
                 }
-                None => uuid::Uuid::now_v7().to_string(),
+                None => uuid::Uuid::now_v7()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .to_string(),
             };
         }
         if event.source.is_empty() {

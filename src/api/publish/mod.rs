@@ -42,14 +42,28 @@ pub struct PublishParams {
     key: Option<String>,
 }
 
-/// Body of a successful single publish (and of each successful batch entry).
-#[derive(Debug, Serialize)]
+/// Body of a successful single publish (and of each successful batch entry): the id, broker and
+/// topic, then the position's fields.
+#[derive(Debug)]
 struct Published<'a> {
     id: &'a str,
     broker: &'a str,
     topic: &'a str,
-    #[serde(flatten)]
     position: Option<&'a Position>,
+}
+
+impl Serialize for Published<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", self.id)?;
+        map.serialize_entry("broker", self.broker)?;
+        map.serialize_entry("topic", self.topic)?;
+        if let Some(position) = self.position {
+            position.serialize_fields(&mut map)?;
+        }
+        map.end()
+    }
 }
 
 /// What a publish route was asked to do, before any event is parsed.

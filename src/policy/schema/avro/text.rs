@@ -139,7 +139,9 @@ impl Plan {
             out: Vec::with_capacity(text.len()),
             spans: Vec::new(),
         };
-        let mut de = serde_json::Deserializer::from_slice(text);
+        // Checked as UTF-8 once here, serde_json does not check each string again.
+        let text = std::str::from_utf8(text).ok()?;
+        let mut de = serde_json::Deserializer::from_str(text);
         Value {
             w: &mut writer,
             node: 0,

@@ -39,11 +39,13 @@ impl<'t> Tape<'t> {
     /// Reads `text`; `None` when it is not one JSON value, or when an object names a member
     /// twice (serde_json keeps the last one, and the tree this defers to decides such a text).
     pub(super) fn read(text: &'t [u8]) -> Option<Self> {
+        // Checked as UTF-8 once here, serde_json does not check each string again.
+        let text = std::str::from_utf8(text).ok()?;
         let mut builder = Builder {
             entries: Vec::with_capacity(text.len() / 8),
             names: Vec::new(),
         };
-        let mut de = serde_json::Deserializer::from_slice(text);
+        let mut de = serde_json::Deserializer::from_str(text);
         Push(&mut builder).deserialize(&mut de).ok()?;
         de.end().ok()?;
         Some(Tape {
@@ -84,18 +86,17 @@ impl Builder<'_> {
     }
 }
 
-/// A cheap summary of a member name: equal names have equal fingerprints.
+/// A cheap summary of a member name (its length, first and last eight bytes): equal names have
+/// equal fingerprints.
 fn fingerprint(name: &[u8]) -> u64 {
-    let head = name
-        .iter()
-        .take(8)
-        .fold(0u64, |f, &b| f << 8 | u64::from(b));
-    let tail = name
-        .iter()
-        .rev()
-        .take(8)
-        .fold(0u64, |f, &b| f << 8 | u64::from(b));
-    head ^ tail.rotate_left(29) ^ (name.len() as u64).rotate_left(58)
+    let n = name.len().min(8);
+    let mut head = [0u8; 8];
+    head[..n].copy_from_slice(&name[..n]);
+    let mut tail = [0u8; 8];
+    tail[8 - n..].copy_from_slice(&name[name.len() - n..]);
+    u64::from_le_bytes(head)
+        ^ u64::from_le_bytes(tail).rotate_left(29)
+        ^ (name.len() as u64).rotate_left(58)
 }
 
 fn refuse<E: de::Error>() -> E {
