@@ -203,6 +203,23 @@ async fn amqp_queue(url: &str, topic: &str) -> String {
     queue
 }
 
+/// Creates `topic` (one partition) on the Kafka at `bootstrap`: sidebus publishes only to topics
+/// that exist.
+async fn kafka_topic(bootstrap: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("Kafka admin client");
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("Kafka at {bootstrap} is not reachable: {e}"));
+}
+
 /// A `application/cloudevents-batch+json` body of `n` events of `size` bytes of JSON data.
 fn batch_body(n: usize, size: usize) -> BatchBody {
     let data = format!("{{\"p\":\"{}\"}}", "x".repeat(size.saturating_sub(8)));
@@ -306,19 +323,19 @@ async fn main() {
         let queue = amqp_queue(&url, &topic).await;
         Broker::Amqp { url, queue }
     };
-    let kafka = || {
-        Broker::Kafka {
-        bootstrap: std::env::var("SIDEBUS_TEST_KAFKA").unwrap_or_else(|_| {
+    let kafka = || async {
+        let bootstrap = std::env::var("SIDEBUS_TEST_KAFKA").unwrap_or_else(|_| {
             panic!("--broker kafka needs a Kafka at SIDEBUS_TEST_KAFKA (tansu: see docs/development.md)")
-        }),
-    }
+        });
+        kafka_topic(&bootstrap, &topic).await;
+        Broker::Kafka { bootstrap }
     };
     let broker = match args.broker.as_str() {
         "memory" => Broker::Memory,
         "nats" => nats(),
         "amqp" => amqp().await,
-        "kafka" => kafka(),
-        "all" => Broker::All(vec![nats(), amqp().await, kafka()]),
+        "kafka" => kafka().await,
+        "all" => Broker::All(vec![nats(), amqp().await, kafka().await]),
         other => panic!("--broker: `{other}` is not memory, nats, amqp, kafka or all"),
     };
     let (name, table) = match broker.config() {

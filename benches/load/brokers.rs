@@ -43,7 +43,7 @@ impl BrokerSetup {
 
     pub(crate) fn label(&self) -> String {
         match self {
-            BrokerSetup::Memory => "memory (in-process)".into(),
+            BrokerSetup::Memory => "memory (inside sidebus)".into(),
             BrokerSetup::Kafka { bootstrap, _mock } => match _mock {
                 Some(_) => format!("kafka: librdkafka mock cluster, in-process, {bootstrap}"),
                 None => format!("kafka: {bootstrap}"),
