@@ -84,7 +84,7 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         sse_route = sse_route.options(method_not_allowed).layer(cors);
     }
     // The layers a request passes, outermost first (several steps share one layer: each
-    //  layer costs a boxed future and a service clone per request):
+    // layer costs a boxed future and a service clone per request):
     //  1. edge: a `Content-Encoding` sidebus cannot decode is 415, and bodies are read (decoded)
     //     up to `limits.max_body` in force, then refused with 413, so a body that inflates past
     //     it is never inflated further;
