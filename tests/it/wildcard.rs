@@ -38,7 +38,7 @@ fn nats() -> String {
 fn kafka(kafka: &Kafka) -> String {
     format!(
         "kind = \"kafka\"\nbootstrap_servers = \"{}\"\n\
-         options = {{ \"topic.metadata.refresh.interval.ms\" = \"500\" }}",
+         options = {{ \"topic.metadata.refresh.interval.ms\" = \"500\", \"session.timeout.ms\" = \"6000\", \"heartbeat.interval.ms\" = \"500\" }}",
         kafka.bootstrap
     )
 }
