@@ -490,7 +490,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    /// An order with a union of three, a nested record referred to again, an enum and defaults;
+    /// the text writer's tests use it too.
+    pub(super) const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
         {"name":"id","type":"string"},
         {"name":"total","type":"double"},
         {"name":"note","type":["null","string"],"default":null},

@@ -505,6 +505,7 @@ impl<'de> Visitor<'de> for MapKey<'_> {
 mod tests {
     use serde_json::{json, Value as Json};
 
+    use super::super::tests::ORDER;
     use super::super::AvroCodec;
 
     /// Both writers on `input`: the text writer's bytes, checked to decode as the tree writer's.
@@ -517,16 +518,6 @@ mod tests {
         }
         text
     }
-
-    const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
-        {"name":"id","type":"string"},
-        {"name":"total","type":"double"},
-        {"name":"note","type":["null","string"],"default":null},
-        {"name":"tag","type":["null","bytes","long"]},
-        {"name":"items","type":{"type":"array","items":{"type":"record","name":"Item","fields":[
-            {"name":"sku","type":"string"},{"name":"qty","type":"int"}]}}},
-        {"name":"first","type":["null","Item"],"default":null},
-        {"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW","PAID"]}}]}"#;
 
     #[test]
     fn writes_what_the_tree_writer_writes_in_any_member_order() {
