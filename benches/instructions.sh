@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by callgrind: sidebus (its release binary, the memory broker)
 # for single ack-wait POSTs of a 1 KiB event and for batches of 100, and the bare axum discard
-# handler the load harness measures against (`benches/load`, phase a) for the same single POST.
+# handler the load harness measures against (`benches/load`, phase a) for the same single POST;
+# and the 1 KiB order event of the load harness's schema phases with no rule, a JSON Schema check
+# and native Avro encoding (what a rule costs in a running sidebus).
 # Counts, unlike CPU seconds, do not move with whatever else the machine is doing, so a change's
 # effect shows even where the load harness's noise hides it.
 #
@@ -33,14 +35,18 @@ free_port() {
 }
 
 # send PORT PATH KIND COUNT: COUNT POSTs over $connections keep-alive connections; KIND is
-# `single` (binary mode, one event) or `batch` (cloudevents-batch+json, 100 events).
+# `single` (binary mode, one event), `batch` (cloudevents-batch+json, 100 events) or
+# `order.none`/`order.json`/`order.avro` (the order event of type com.example.order.*).
 send() {
   python3 - "$@" "$connections" <<'PY'
-import http.client, json, sys, threading
+import http.client, json, os, sys, threading
 port, path, kind, count, conns = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 payload = '{"p":"' + "x" * (1024 - 8) + '"}'
 if kind == "single":
     body, headers = payload, {"Content-Type": "application/json", "ce-type": "com.example.bench"}
+elif kind.startswith("order."):
+    body = open(os.environ["ORDER_EVENT"]).read()
+    headers = {"Content-Type": "application/json", "ce-type": "com.example." + kind}
 else:
     event = '{"specversion":"1.0","type":"com.example.bench","source":"bench","datacontenttype":"application/json","data":' + payload + '}'
     body = "[" + ",".join(event for _ in range(100)) + "]"
@@ -103,3 +109,12 @@ echo "callgrind, $requests measured requests over $connections connections, 1 Ki
 measure bare /bare single -- "$load"
 measure sidebus-single /v1/publish/default/bench single -- target/release/sidebus --config-poll 0s
 measure sidebus-batch-100 /v1/publish/default/bench/batch batch -- target/release/sidebus --config-poll 0s
+
+# The schema phases' rules and order event, as the load harness writes them.
+SIDEBUS_LOAD_SCHEMA_FILES="$work" "$load"
+printf '[brokers.default]\nkind = "memory"\n' | cat - "$work/rules.toml" >"$work/sidebus.toml"
+export ORDER_EVENT="$work/order.json"
+for rule in none json avro; do
+  measure "sidebus-order-$rule" /v1/publish/default/bench "order.$rule" -- \
+    target/release/sidebus --config "$work/sidebus.toml" --config-poll 0s
+done

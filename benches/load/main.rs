@@ -25,7 +25,8 @@
 //! CPU seconds, the peak RSS of each phase, and the ratios c÷a and d÷b; `--json FILE` writes the
 //! same as JSON. `--rate R` switches to a steady-rate (open-loop) run instead: R requests/s spread
 //! over the N connections, latency measured from each request's intended start (no coordinated
-//! omission), for bare HTTP, native publish-to-ack and sidebus.
+//! omission), for bare HTTP, native publish-to-ack, sidebus and the schema phases (what a rule
+//! costs when the machine is not saturated).
 //!
 //! ```text
 //! cargo bench --bench load -- --broker nats --connections 64 --seconds 10 --size 1024 --json out.json
@@ -87,7 +88,9 @@ use crate::batch::BatchBody;
 use crate::brokers::BrokerSetup;
 use crate::process::broker_pids;
 use crate::runs::{run_rate, run_throughput};
-use crate::server::{get, serve_bare, start_bare, start_sidebus, Policy, Server, BARE_LISTEN};
+use crate::server::{
+    get, schema_rules, serve_bare, start_bare, start_sidebus, Policy, Server, BARE_LISTEN,
+};
 
 /// Longest a single request or publish may take before it counts as an error.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,6 +109,10 @@ const SCHEMA_AVRO_TYPE: &str = "com.example.order.avro";
 /// The schema phases' type with no rule: what (s_json) and (s_avro) are measured against.
 const SCHEMA_NONE_TYPE: &str = "com.example.order.none";
 const SOURCE: &str = "sidebus://bench";
+/// Set, this binary writes into that directory what `benches/instructions.sh` runs the schema
+/// cases with — `rules.toml` (the schema phases' rules), the schemas and `order.json` (the 1 KiB order
+/// event) — and exits.
+const SCHEMA_FILES: &str = "SIDEBUS_LOAD_SCHEMA_FILES";
 
 // The same allocator as the `sidebus` binary, for the bare handler this binary also serves.
 sidebus::mimalloc_on_demand!();
@@ -113,6 +120,9 @@ sidebus::mimalloc_on_demand!();
 fn main() {
     if let Ok(listen) = std::env::var(BARE_LISTEN) {
         serve_bare(&listen);
+    }
+    if let Ok(dir) = std::env::var(SCHEMA_FILES) {
+        write_schema_files(std::path::Path::new(&dir));
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing at all.
     let smoke = std::env::args_os().len() <= 1;
@@ -239,4 +249,13 @@ fn batch_body(n: usize, payload: &str) -> BatchBody {
             r#""type":"{EVENT_TYPE}","source":"{SOURCE}","datacontenttype":"application/json","data":{payload}"#
         ),
     )
+}
+
+/// Writes the schema phases' rules, schemas and order event into `dir` (see [`SCHEMA_FILES`]).
+fn write_schema_files(dir: &std::path::Path) -> ! {
+    let rules = schema_rules(dir);
+    std::fs::write(dir.join("rules.toml"), rules).expect("writing rules.toml");
+    let order = schema::order(1024).to_string();
+    std::fs::write(dir.join("order.json"), order).expect("writing order.json");
+    std::process::exit(0)
 }

@@ -127,36 +127,7 @@ pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
         phases.push(batch_phase(ctx, setup, sidebus, closed, spec, BROKER).await);
     }
 
-    let order = Bytes::from(order(args.size).to_string());
-    let schema_phases = [
-        (
-            "s",
-            "sidebus single, order event, no rule",
-            SCHEMA_NONE_TYPE,
-        ),
-        (
-            "s_json",
-            "sidebus single, order event, JSON Schema",
-            SCHEMA_JSON_TYPE,
-        ),
-        (
-            "s_avro",
-            "sidebus single, order event, Avro native",
-            SCHEMA_AVRO_TYPE,
-        ),
-    ];
-    for round in 0..args.rounds.max(1) {
-        for i in 0..schema_phases.len() {
-            let (key, label, ty) = schema_phases[(i + round) % schema_phases.len()];
-            if args.measures(key) {
-                setup.empty().await;
-                let request = binary_request(ctx.events_path(), ty, false, order.clone());
-                let ops = connections(ctx, sidebus, request).await;
-                let spec = Spec::new(key, label, &conns).sidebus(&ctx.sidebus);
-                phases.push(phase(ctx, spec, ops, closed).await);
-            }
-        }
-    }
+    schema_phases(ctx, sidebus, setup, closed, "", &mut phases).await;
 
     if args.measures("c_spool") {
         phases.push(match setup {
@@ -203,6 +174,50 @@ pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
 
 const NO_SPOOL: &str = "n/a: the memory broker takes no spool";
 
+/// The order event with no rule (s), checked by a JSON Schema (s_json) and encoded as Avro
+/// (s_avro), `--rounds` times in rotated order so that drift between phases biases no rule.
+async fn schema_phases(
+    ctx: &Ctx,
+    sidebus: SocketAddr,
+    setup: &BrokerSetup,
+    drive: Drive,
+    suffix: &str,
+    phases: &mut Vec<Phase>,
+) {
+    let args = &ctx.args;
+    let conns = format!("{} conns", args.connections);
+    let order = Bytes::from(order(args.size).to_string());
+    let schema_phases = [
+        (
+            "s",
+            "sidebus single, order event, no rule",
+            SCHEMA_NONE_TYPE,
+        ),
+        (
+            "s_json",
+            "sidebus single, order event, JSON Schema",
+            SCHEMA_JSON_TYPE,
+        ),
+        (
+            "s_avro",
+            "sidebus single, order event, Avro native",
+            SCHEMA_AVRO_TYPE,
+        ),
+    ];
+    for round in 0..args.rounds.max(1) {
+        for i in 0..schema_phases.len() {
+            let (key, label, ty) = schema_phases[(i + round) % schema_phases.len()];
+            if args.measures(key) {
+                setup.empty().await;
+                let request = binary_request(ctx.events_path(), ty, false, order.clone());
+                let ops = connections(ctx, sidebus, request).await;
+                let spec = Spec::new(key, format!("{label}{suffix}"), &conns).sidebus(&ctx.sidebus);
+                phases.push(phase(ctx, spec, ops, drive).await);
+            }
+        }
+    }
+}
+
 /// Batches of `--batch` structured events to `broker`, awaiting acknowledgement (phase d), or
 /// spooling (d_spool).
 async fn batch_phase(
@@ -229,8 +244,9 @@ async fn batch_phase(
     phase(ctx, spec, ops, closed).await
 }
 
-/// The steady-rate run: bare HTTP, native publish-to-ack and sidebus single events, each at the
-/// same offered rate, open loop.
+/// The steady-rate run: bare HTTP, native publish-to-ack, sidebus single events and the schema
+/// phases, each at the same offered rate, open loop — where a rule's CPU cost is measured without
+/// the contention of a saturated machine.
 pub(crate) async fn run_rate(ctx: &Ctx, setup: &BrokerSetup, rate: f64) -> Report {
     let args = &ctx.args;
     let n = args.connections;
@@ -241,27 +257,36 @@ pub(crate) async fn run_rate(ctx: &Ctx, setup: &BrokerSetup, rate: f64) -> Repor
     let conns = format!("{n} conns");
     let mut phases = Vec::new();
 
-    let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
-    let ops = connections(ctx, ctx.bare.addr, request).await;
-    let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns).on(&ctx.bare);
-    phases.push(phase(ctx, spec, ops, open).await);
+    if args.measures("a") {
+        let request = binary_request("/bare".into(), EVENT_TYPE, false, ctx.payload.clone());
+        let ops = connections(ctx, ctx.bare.addr, request).await;
+        let spec = Spec::new("a", format!("http-bare @ {rate}/s"), &conns).on(&ctx.bare);
+        phases.push(phase(ctx, spec, ops, open).await);
+    }
 
-    setup.empty().await;
-    phases.push(match setup.native(&ctx.topic).await {
-        Some(native) => {
-            let ops = native_ops(&native, n, &ctx.payload);
-            let label = format!("native @ {rate}/s ({})", native.label());
-            let spec = Spec::new("b", label, format!("{n} publishers"));
-            phase(ctx, spec, ops, open).await
-        }
-        None => Phase::skipped("b", "native", NO_NATIVE),
-    });
+    if args.measures("b") {
+        setup.empty().await;
+        phases.push(match setup.native(&ctx.topic).await {
+            Some(native) => {
+                let ops = native_ops(&native, n, &ctx.payload);
+                let label = format!("native @ {rate}/s ({})", native.label());
+                let spec = Spec::new("b", label, format!("{n} publishers"));
+                phase(ctx, spec, ops, open).await
+            }
+            None => Phase::skipped("b", "native", NO_NATIVE),
+        });
+    }
 
-    setup.empty().await;
-    let request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
-    let ops = connections(ctx, ctx.sidebus.addr, request).await;
-    let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns)
-        .sidebus(&ctx.sidebus);
-    phases.push(phase(ctx, spec, ops, open).await);
+    if args.measures("c") {
+        setup.empty().await;
+        let request = binary_request(ctx.events_path(), EVENT_TYPE, false, ctx.payload.clone());
+        let ops = connections(ctx, ctx.sidebus.addr, request).await;
+        let spec = Spec::new("c", format!("sidebus single, ack-wait @ {rate}/s"), &conns)
+            .sidebus(&ctx.sidebus);
+        phases.push(phase(ctx, spec, ops, open).await);
+    }
+
+    let suffix = format!(" @ {rate}/s");
+    schema_phases(ctx, ctx.sidebus.addr, setup, open, &suffix, &mut phases).await;
     Report::new(setup, phases, Some(rate))
 }

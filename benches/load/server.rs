@@ -255,7 +255,7 @@ pub(crate) fn state_dir(policy: Policy) -> std::path::PathBuf {
 
 /// The schema phases' two rules, picked by CloudEvent type so that every phase publishes to the
 /// same topic: a JSON Schema check and native Avro encoding of the order event.
-fn schema_rules(state_dir: &std::path::Path) -> String {
+pub(crate) fn schema_rules(state_dir: &std::path::Path) -> String {
     let dir = state_dir.join("schemas");
     std::fs::create_dir_all(&dir).expect("bench schema directory");
     let json = dir.join("order.json");

@@ -38,7 +38,7 @@ impl JsonCheck {
     /// not, or is not JSON, or names a member twice: [`check`](Self::check) on the parsed tree
     /// then decides and says why.
     pub fn accepts_text(&self, text: &[u8]) -> bool {
-        tape::Tape::read(text).is_some_and(|tape| self.tape.is_valid(tape.root()))
+        tape::read(text, |root| self.tape.is_valid(root)).unwrap_or(false)
     }
 
     /// Every failure of `instance`, as pointers relative to it. A missing required member

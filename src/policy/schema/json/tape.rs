@@ -1,205 +1,141 @@
-//! A JSON document as one flat list of entries borrowed from its text, for `jsonschema` to
-//! validate through its custom-representation traits (`jsonschema::json`). Building a
-//! `serde_json::Value` tree cost three times the validation itself (an allocation per member
-//! and per object, all freed again); the tape is one vector, its strings point into the text
-//! unless they hold escapes, and serde_json still does the parsing.
+//! A JSON document as simd-json's tape, validated by `jsonschema` through its
+//! custom-representation traits (`jsonschema::json`). Building a `serde_json::Value` tree cost
+//! three times the validation itself (an allocation per member and per object, all freed again),
+//! and reading the text byte by byte through serde cost twice the validation; simd-json finds
+//! the structure of the text with vector instructions and writes one flat vector of nodes whose
+//! strings point into a copy of the text (escapes undone in place). The copy, the tape and
+//! simd-json's working buffers are kept per thread and reused.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::cell::RefCell;
 
 use jsonschema::json::{self, Array, Json, NodeIdentity, Object};
 use jsonschema::JsonType;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
+use simd_json::{Buffers, StaticNode, Tape};
 
-/// The document's entries in text order: a container is followed by its contents (an object's
-/// as name, value, name, value …) and knows where they end.
-pub(super) struct Tape<'t> {
-    entries: Vec<Entry<'t>>,
+/// One node of the tape: a container is followed by its contents (an object's as name, value,
+/// name, value …) and counts the nodes they take.
+type Entry<'t> = simd_json::Node<'t>;
+
+/// The deepest nesting the tape reads; below serde_json's limit (128), so that whatever the
+/// tape reads the tree could too. Deeper texts go to the tree, which decides them.
+const MAX_DEPTH: usize = 100;
+
+/// Texts up to this size leave their buffers to the next one; a larger text's are freed, so a
+/// worker thread does not hold the largest body it ever read.
+const KEEP_BUFFERS_UP_TO: usize = 64 * 1024;
+
+/// A thread's reusable memory for reading texts.
+struct Scratch {
+    /// The text copied with simd-json's padding after it (simd-json writes into it).
+    input: Vec<u8>,
+    buffers: Buffers,
+    /// Empty between reads.
+    tape: Option<Tape<'static>>,
 }
 
-enum Entry<'t> {
-    Null,
-    Bool(bool),
-    Number(Number),
-    String(Cow<'t, str>),
-    /// `len` items; the entries up to `end` (exclusive) are its contents.
-    Array {
-        len: u32,
-        end: u32,
-    },
-    /// `len` members; the entries up to `end` (exclusive) are its contents.
-    Object {
-        len: u32,
-        end: u32,
-    },
-}
-
-impl<'t> Tape<'t> {
-    /// Reads `text`; `None` when it is not one JSON value, or when an object names a member
-    /// twice (serde_json keeps the last one, and the tree this defers to decides such a text).
-    pub(super) fn read(text: &'t [u8]) -> Option<Self> {
-        // Checked as UTF-8 once here, serde_json does not check each string again.
-        let text = std::str::from_utf8(text).ok()?;
-        let mut builder = Builder {
-            entries: Vec::with_capacity(text.len() / 8),
-            names: Vec::new(),
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        Push(&mut builder).deserialize(&mut de).ok()?;
-        de.end().ok()?;
-        Some(Tape {
-            entries: builder.entries,
-        })
-    }
-
-    /// The document's root.
-    pub(super) fn root(&self) -> Node<'_> {
-        Node {
-            entries: &self.entries,
-            at: 0,
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            input: Vec::new(),
+            buffers: Buffers::with_max_depth(0, MAX_DEPTH),
+            tape: None,
         }
     }
 }
 
-struct Builder<'t> {
-    entries: Vec<Entry<'t>>,
-    /// The member names of the objects being read, as (fingerprint, entry) — to find a name
-    /// given twice without comparing every pair of strings.
-    names: Vec<(u64, usize)>,
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
-impl Builder<'_> {
-    fn push_name(&mut self, base: usize) -> Result<(), ()> {
-        let at = self.entries.len() - 1;
-        let Entry::String(name) = &self.entries[at] else {
-            return Err(());
-        };
-        let print = fingerprint(name.as_bytes());
-        for &(other, entry) in &self.names[base..] {
-            if other == print && matches!(&self.entries[entry], Entry::String(n) if n == name) {
-                return Err(());
+/// Reads `text` and passes its root to `decide`; `None` when the text is not one JSON value,
+/// nests deeper than [`MAX_DEPTH`], names a member twice in one object (serde_json keeps the
+/// last, and a validator that saw the first would be bypassed), or holds a number the tape
+/// cannot represent exactly as serde_json does (beyond 64-bit integers, or not finite). The
+/// tree decides all of those.
+pub(super) fn read<T>(text: &[u8], decide: impl FnOnce(Node<'_>) -> T) -> Option<T> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        let Scratch {
+            input,
+            buffers,
+            tape: kept,
+        } = &mut *scratch;
+        input.clear();
+        input.extend_from_slice(text);
+        input.resize(text.len() + simd_json::INPUT_PADDING, 0);
+        let mut tape = kept.take().unwrap_or_else(Tape::null).reset();
+        let decided = simd_json::fill_tape_padded(input, text.len(), buffers, &mut tape)
+            .ok()
+            .filter(|()| well_formed(&tape.0))
+            .map(|()| {
+                decide(Node {
+                    entries: &tape.0,
+                    at: 0,
+                })
+            });
+        *kept = Some(tape.reset());
+        if text.len() > KEEP_BUFFERS_UP_TO {
+            *scratch = Scratch::new();
+        }
+        decided
+    })
+}
+
+/// Whether every object names each member once and every number is one serde_json reads alike.
+fn well_formed(entries: &[Entry<'_>]) -> bool {
+    let mut large: Vec<&str> = Vec::new();
+    for (at, entry) in entries.iter().enumerate() {
+        match entry {
+            Entry::Object { len, .. } if *len <= SMALL_OBJECT => {
+                let mut names = [""; SMALL_OBJECT];
+                let mut name_at = at + 1;
+                for i in 0..*len {
+                    let Some(Entry::String(name)) = entries.get(name_at) else {
+                        return false;
+                    };
+                    if names[..i].contains(name) {
+                        return false;
+                    }
+                    names[i] = name;
+                    name_at = after(entries, name_at + 1);
+                }
             }
+            Entry::Object { len, .. } => {
+                large.clear();
+                large.extend(Object::members(&Node { entries, at }).map(|(name, _)| name));
+                large.sort_unstable();
+                if large.len() != *len || large.windows(2).any(|pair| pair[0] == pair[1]) {
+                    return false;
+                }
+            }
+            Entry::Static(StaticNode::F64(f)) if !f.is_finite() => return false,
+            Entry::Static(
+                StaticNode::I64(_)
+                | StaticNode::U64(_)
+                | StaticNode::F64(_)
+                | StaticNode::Bool(_)
+                | StaticNode::Null,
+            )
+            | Entry::String(_)
+            | Entry::Array { .. } => {}
+            #[allow(unreachable_patterns)]
+            _ => return false,
         }
-        self.names.push((print, at));
-        Ok(())
     }
+    true
 }
 
-/// A cheap summary of a member name (its length, first and last eight bytes): equal names have
-/// equal fingerprints.
-fn fingerprint(name: &[u8]) -> u64 {
-    let n = name.len().min(8);
-    let mut head = [0u8; 8];
-    head[..n].copy_from_slice(&name[..n]);
-    let mut tail = [0u8; 8];
-    tail[8 - n..].copy_from_slice(&name[name.len() - n..]);
-    u64::from_le_bytes(head)
-        ^ u64::from_le_bytes(tail).rotate_left(29)
-        ^ (name.len() as u64).rotate_left(58)
-}
+/// Objects with up to this many members are checked for a repeated name by comparing each name
+/// with those before it (most pairs differ in length, compared first); larger ones by sorting.
+const SMALL_OBJECT: usize = 16;
 
-fn refuse<E: de::Error>() -> E {
-    E::custom("a member named twice")
-}
-
-/// Appends the next value to the tape.
-struct Push<'b, 't>(&'b mut Builder<'t>);
-
-impl<'t> DeserializeSeed<'t> for Push<'_, 't> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'t>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'t> Visitor<'t> for Push<'_, 't> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.entries.push(Entry::Null);
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
-        self.0.entries.push(Entry::Bool(b));
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
-        self.0.entries.push(Entry::Number(n.into()));
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
-        self.0.entries.push(Entry::Number(n.into()));
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
-        let n = Number::from_f64(n).ok_or_else(|| E::custom("not a finite number"))?;
-        self.0.entries.push(Entry::Number(n));
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'t str) -> Result<(), E> {
-        self.0.entries.push(Entry::String(Cow::Borrowed(s)));
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.entries.push(Entry::String(Cow::Owned(s.to_owned())));
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'t>>(self, mut seq: A) -> Result<(), A::Error> {
-        let b = self.0;
-        let at = b.entries.len();
-        b.entries.push(Entry::Null);
-        let mut len = 0;
-        while seq.next_element_seed(Push(b))?.is_some() {
-            len += 1;
-        }
-        b.entries[at] = Entry::Array {
-            len,
-            end: b.entries.len() as u32,
-        };
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'t>>(self, mut map: A) -> Result<(), A::Error> {
-        let b = self.0;
-        let at = b.entries.len();
-        b.entries.push(Entry::Null);
-        let base = b.names.len();
-        let mut len = 0;
-        while map.next_key_seed(Name(b))?.is_some() {
-            b.push_name(base).map_err(|()| refuse::<A::Error>())?;
-            map.next_value_seed(Push(b))?;
-            len += 1;
-        }
-        b.names.truncate(base);
-        b.entries[at] = Entry::Object {
-            len,
-            end: b.entries.len() as u32,
-        };
-        Ok(())
-    }
-}
-
-/// Appends a member name to the tape.
-struct Name<'b, 't>(&'b mut Builder<'t>);
-
-impl<'t> DeserializeSeed<'t> for Name<'_, 't> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'t>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_str(Push(self.0))
+/// The entry after the value at `at` and everything in it.
+fn after(entries: &[Entry<'_>], at: usize) -> usize {
+    match entries.get(at) {
+        Some(Entry::Object { count, .. } | Entry::Array { count, .. }) => at + 1 + count,
+        _ => at + 1,
     }
 }
 
@@ -220,7 +156,7 @@ impl Json for TapeJson {
     }
 
     fn with_string_node<T>((): &mut (), string: &str, f: impl FnOnce(Node<'_>) -> T) -> T {
-        let entries = [Entry::String(Cow::Borrowed(string))];
+        let entries = [Entry::String(string)];
         f(Node {
             entries: &entries,
             at: 0,
@@ -243,8 +179,8 @@ impl<'a> Node<'a> {
     /// The entry after this value and everything in it.
     fn next(&self) -> usize {
         match self.entry() {
-            Entry::Array { end, .. } | Entry::Object { end, .. } => *end as usize,
-            _ => self.at + 1,
+            Entry::Array { count, .. } | Entry::Object { count, .. } => self.at + 1 + count,
+            Entry::String(_) | Entry::Static(_) => self.at + 1,
         }
     }
 
@@ -264,8 +200,8 @@ impl<'a> Node<'a> {
 
     fn len(&self) -> usize {
         match self.entry() {
-            Entry::Array { len, .. } | Entry::Object { len, .. } => *len as usize,
-            _ => 0,
+            Entry::Array { len, .. } | Entry::Object { len, .. } => *len,
+            Entry::String(_) | Entry::Static(_) => 0,
         }
     }
 }
@@ -273,7 +209,7 @@ impl<'a> Node<'a> {
 impl<'a> json::Node<'a, TapeJson> for Node<'a> {
     type Object = Node<'a>;
     type Array = Node<'a>;
-    type Number = &'a Number;
+    type Number = Number;
 
     fn as_object(&self) -> Option<Node<'a>> {
         matches!(self.entry(), Entry::Object { .. }).then_some(*self)
@@ -290,29 +226,32 @@ impl<'a> json::Node<'a, TapeJson> for Node<'a> {
         }
     }
 
-    fn as_number(&self) -> Option<&'a Number> {
+    /// A `serde_json::Number` holds a 64-bit integer or a float inline: no allocation.
+    fn as_number(&self) -> Option<Number> {
         match self.entry() {
-            Entry::Number(n) => Some(n),
+            Entry::Static(StaticNode::I64(n)) => Some((*n).into()),
+            Entry::Static(StaticNode::U64(n)) => Some((*n).into()),
+            Entry::Static(StaticNode::F64(n)) => Number::from_f64(*n),
             _ => None,
         }
     }
 
     fn as_boolean(&self) -> Option<bool> {
         match self.entry() {
-            Entry::Bool(b) => Some(*b),
+            Entry::Static(StaticNode::Bool(b)) => Some(*b),
             _ => None,
         }
     }
 
     fn is_null(&self) -> bool {
-        matches!(self.entry(), Entry::Null)
+        matches!(self.entry(), Entry::Static(StaticNode::Null))
     }
 
     fn json_type(&self) -> JsonType {
         match self.entry() {
-            Entry::Null => JsonType::Null,
-            Entry::Bool(_) => JsonType::Boolean,
-            Entry::Number(_) => JsonType::Number,
+            Entry::Static(StaticNode::Null) => JsonType::Null,
+            Entry::Static(StaticNode::Bool(_)) => JsonType::Boolean,
+            Entry::Static(_) => JsonType::Number,
             Entry::String(_) => JsonType::String,
             Entry::Array { .. } => JsonType::Array,
             Entry::Object { .. } => JsonType::Object,
@@ -322,12 +261,13 @@ impl<'a> json::Node<'a, TapeJson> for Node<'a> {
     /// Scalars compare without building a `Value` (an `enum` of strings is checked per event).
     fn equals_value(&self, expected: &Value) -> bool {
         match self.entry() {
-            Entry::Null => expected.is_null(),
-            Entry::Bool(b) => expected.as_bool() == Some(*b),
+            Entry::Static(StaticNode::Null) => expected.is_null(),
+            Entry::Static(StaticNode::Bool(b)) => expected.as_bool() == Some(*b),
+            Entry::Static(_) => matches!(
+                (expected, self.as_number()),
+                (Value::Number(e), Some(n)) if json::cmp::equal_numbers(&n, e)
+            ),
             Entry::String(s) => expected.as_str() == Some(s),
-            Entry::Number(n) => {
-                matches!(expected, Value::Number(e) if json::cmp::equal_numbers(n, e))
-            }
             Entry::Array { .. } | Entry::Object { .. } => {
                 json::cmp::equal(&self.to_value(), expected)
             }
@@ -336,10 +276,10 @@ impl<'a> json::Node<'a, TapeJson> for Node<'a> {
 
     fn to_value(&self) -> Cow<'a, Value> {
         Cow::Owned(match self.entry() {
-            Entry::Null => Value::Null,
-            Entry::Bool(b) => Value::Bool(*b),
-            Entry::Number(n) => Value::Number(n.clone()),
-            Entry::String(s) => Value::String(s.to_string()),
+            Entry::Static(StaticNode::Null) => Value::Null,
+            Entry::Static(StaticNode::Bool(b)) => Value::Bool(*b),
+            Entry::Static(_) => self.as_number().map_or(Value::Null, Value::Number),
+            Entry::String(s) => Value::String((*s).to_string()),
             Entry::Array { .. } => Value::Array(
                 Array::elements(self)
                     .map(|item| item.to_value().into_owned())
@@ -386,7 +326,7 @@ impl<'a> Iterator for Members<'a> {
         let name = self.0.next()?;
         let value = self.0.next()?;
         match name.entry() {
-            Entry::String(name) => Some((name, value)),
+            Entry::String(name) => Some((*name, value)),
             _ => None,
         }
     }
@@ -427,8 +367,10 @@ impl<'a> Array<'a, TapeJson> for Node<'a> {
 mod tests {
     use serde_json::json;
 
+    use jsonschema::json::{Array, Node as _, Object};
+
     use super::super::JsonCheck;
-    use super::Tape;
+    use super::{read, KEEP_BUFFERS_UP_TO, MAX_DEPTH, SCRATCH};
 
     /// The tape and the tree agree on every instance, whatever keywords the schema uses.
     #[test]
@@ -509,16 +451,45 @@ mod tests {
     }
 
     #[test]
-    fn strings_borrow_from_the_text_unless_escaped() {
-        let tape = Tape::read(br#"{"plain":"abc","esc\n":"a\"b"}"#).unwrap();
-        let borrowed: Vec<bool> = tape
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                super::Entry::String(s) => Some(matches!(s, std::borrow::Cow::Borrowed(_))),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(borrowed, [true, true, false, false]);
+    fn containers_end_where_their_contents_do() {
+        let text = br#"{"a":[1,{"b":"x\ny"},[]],"c":{"d":null},"e":"\u00e9"}"#;
+        let members = read(text, |root| {
+            Object::members(&root)
+                .map(|(name, value)| (name.to_string(), value.to_value().into_owned()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+        let tree: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(text).unwrap();
+        assert_eq!(members, tree.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn what_serde_json_reads_otherwise_is_left_to_the_tree() {
+        let deep = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(read(deep(MAX_DEPTH - 1).as_bytes(), |_| ()).is_some());
+        assert!(read(deep(MAX_DEPTH + 1).as_bytes(), |_| ()).is_none());
+        for text in [
+            &b"18446744073709551616"[..],
+            b"1e400",
+            br#"{"a":1,"b":2,"a":3}"#,
+            br#""\ud800""#,
+        ] {
+            assert!(
+                read(text, |_| ()).is_none(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_text_does_not_keep_its_buffers() {
+        let big = format!("[{}1]", "1,".repeat(KEEP_BUFFERS_UP_TO));
+        assert_eq!(
+            read(big.as_bytes(), |root| Array::len(&root)),
+            Some(KEEP_BUFFERS_UP_TO + 1)
+        );
+        SCRATCH.with(|scratch| assert_eq!(scratch.borrow().input.capacity(), 0));
     }
 }
