@@ -178,10 +178,7 @@ impl<'a> Node<'a> {
 
     /// The entry after this value and everything in it.
     fn next(&self) -> usize {
-        match self.entry() {
-            Entry::Array { count, .. } | Entry::Object { count, .. } => self.at + 1 + count,
-            Entry::String(_) | Entry::Static(_) => self.at + 1,
-        }
+        after(self.entries, self.at)
     }
 
     fn at(&self, at: usize) -> Self {
@@ -317,18 +314,33 @@ impl<'a> Iterator for Children<'a> {
 }
 
 /// An object's members: its children taken as name, value pairs.
-pub(super) struct Members<'a>(Children<'a>);
+pub(super) struct Members<'a> {
+    entries: &'a [Entry<'a>],
+    /// The entry of the next member's name.
+    at: usize,
+    /// The entry after the object.
+    end: usize,
+}
 
 impl<'a> Iterator for Members<'a> {
     type Item = (&'a str, Node<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let name = self.0.next()?;
-        let value = self.0.next()?;
-        match name.entry() {
-            Entry::String(name) => Some((*name, value)),
-            _ => None,
+        if self.at >= self.end {
+            return None;
         }
+        let Some(Entry::String(name)) = self.entries.get(self.at) else {
+            return None;
+        };
+        let value = self.at + 1;
+        self.at = after(self.entries, value);
+        Some((
+            name,
+            Node {
+                entries: self.entries,
+                at: value,
+            },
+        ))
     }
 }
 
@@ -346,7 +358,11 @@ impl<'a> Object<'a, TapeJson> for Node<'a> {
     }
 
     fn members(&self) -> Members<'a> {
-        Members(self.children())
+        Members {
+            entries: self.entries,
+            at: self.at + 1,
+            end: self.next(),
+        }
     }
 }
 
