@@ -24,8 +24,9 @@ impl BrokerKind {
 }
 
 /// The phases of the throughput run, in the order they run.
-const PHASES: [&str; 12] = [
-    "a", "b", "c", "c_async", "d", "s", "s_json", "s_avro", "c_spool", "d_spool", "c_gov", "c_pol",
+const PHASES: [&str; 13] = [
+    "a", "b", "b_single", "c", "c_async", "d", "s", "s_json", "s_avro", "c_spool", "d_spool",
+    "c_gov", "c_pol",
 ];
 
 /// sidebus end-to-end load harness.
@@ -50,8 +51,10 @@ pub(crate) struct Args {
     /// Events per batch request.
     #[arg(long, default_value_t = 100)]
     pub(crate) batch: usize,
-    /// Publishes the native client keeps in flight in the throughput run.
-    #[arg(long, default_value_t = 1000)]
+    /// Publishes the native client keeps in flight in phase (b), the floor of a batch entry:
+    /// by default as many as a batch POST carries. Phase (b_single), the floor of a single
+    /// POST, keeps `--connections` in flight, as many as sidebus has requests.
+    #[arg(long, default_value_t = 100)]
     pub(crate) native_inflight: usize,
     /// Steady-rate mode: requests (and native publishes) per second, open loop.
     #[arg(long)]

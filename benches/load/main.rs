@@ -4,7 +4,10 @@
 //!   reads and discards the body, served the same way sidebus is;
 //! - (b) `native`: the broker's own client publishing the same events straight to the broker with
 //!   the same acknowledgement level (Kafka: `acks=all`, idempotent; NATS: JetStream publish acks;
-//!   AMQP: publisher confirms, persistent, mandatory), many publishes in flight;
+//!   AMQP: publisher confirms, persistent, mandatory), a batch's worth of publishes in flight
+//!   (`--native-inflight`, default 100): the native part of a batch entry's floor; and
+//!   (b_single) the same with `--connections` publishes in flight, as many as sidebus has
+//!   single POSTs waiting: the native part of a single POST's floor;
 //! - (c) `sidebus-single`: one event per POST (binary mode) over N keep-alive connections, waiting
 //!   for the broker's acknowledgement, and (c') `sidebus-single-async` with `Prefer: respond-async`;
 //! - (d) `sidebus-batch`: `application/cloudevents-batch+json` POSTs of 100 events;

@@ -35,7 +35,7 @@ impl Report {
     /// does, so a target above it cannot be met on this machine.
     fn single_event_ceiling(&self) -> Option<f64> {
         let bare = cpu_per_event(self.get("a")?)?;
-        let native = cpu_per_event(self.get("b")?)?;
+        let native = cpu_per_event(self.native_for(1)?)?;
         Some(crate::cpu::ceiling(bare, native))
     }
 
@@ -73,8 +73,8 @@ impl Report {
                     div(rate("d"), rate("b")),
                 ),
                 (
-                    "c/b  sidebus single ack-wait events/s / native events/s",
-                    div(rate("c"), rate("b")),
+                    "c/b  sidebus single ack-wait events/s / native events/s (b_single where run)",
+                    div(rate("c"), self.native_for(1).map(Phase::events_per_s)),
                 ),
                 (
                     "ceiling of c/a and c'/a on this machine: a bare request's CPU / (that + a native publish's CPU)",
@@ -89,14 +89,23 @@ impl Report {
 
     /// The floor of sidebus phase `phase`, in CPU µs per event: the bare handler's CPU per
     /// request (its share of a batch entry for batches) plus the native client's CPU per event
-    /// (phase b; nothing where the broker has no native client — the memory broker).
+    /// at the same concurrency — phase b_single (as many publishes in flight as connections)
+    /// for single events where it was measured, phase b (a batch's worth) otherwise; nothing
+    /// where the broker has no native client (the memory broker).
     fn floor_us(&self, phase: &Phase) -> Option<f64> {
         let bare = self.get("a")?.server_us_per_event()?;
-        let native = match self.get("b") {
+        let native = self.native_for(phase.events_per_op());
+        let native = match native {
             Some(b) => b.client_us_per_event()?,
             None => 0.0,
         };
         Some(bare / phase.events_per_op() as f64 + native)
+    }
+
+    /// The native phase a sidebus phase of `events_per_op` events per request is held to.
+    fn native_for(&self, events_per_op: u64) -> Option<&Phase> {
+        let single = self.get("b_single").filter(|_| events_per_op == 1);
+        single.or_else(|| self.get("b"))
     }
 
     /// `(phase, sidebus CPU µs per event, floor µs per event)` of every sidebus phase.
@@ -262,13 +271,18 @@ impl Report {
             );
         }
         if let Some(bare) = self.get("a").and_then(Phase::server_us_per_event) {
-            let native = self.get("b").and_then(Phase::client_us_per_event);
+            let native = |key, in_flight| {
+                self.get(key)
+                    .and_then(Phase::client_us_per_event)
+                    .map_or(String::new(), |n| {
+                        format!(", native client {n:.2} µs/event at {in_flight} in flight")
+                    })
+            };
             let _ = writeln!(
                 out,
-                "floor: bare handler {bare:.2} µs/request{}",
-                native.map_or(String::new(), |n| format!(
-                    " + native client {n:.2} µs/event"
-                ))
+                "floor: bare handler {bare:.2} µs/request{}{}",
+                native("b_single", ctx.args.connections),
+                native("b", ctx.args.native_inflight)
             );
             for (key, us, floor) in self.floors() {
                 let _ = writeln!(

@@ -96,17 +96,19 @@ pub(crate) async fn run_throughput(ctx: &Ctx, setup: &BrokerSetup) -> Report {
         phases.push(phase(ctx, spec, ops, closed).await);
     }
 
-    if args.measures("b") {
-        setup.empty().await;
-        phases.push(match setup.native(&ctx.topic).await {
-            Some(native) => {
-                let ops = native_ops(&native, args.native_inflight, &ctx.payload);
-                let label = format!("native ({})", native.label());
-                let spec = Spec::new("b", label, format!("{} in flight", args.native_inflight));
-                phase(ctx, spec, ops, closed).await
-            }
-            None => Phase::skipped("b", "native", NO_NATIVE),
-        });
+    for (key, in_flight) in [("b", args.native_inflight), ("b_single", args.connections)] {
+        if args.measures(key) {
+            setup.empty().await;
+            phases.push(match setup.native(&ctx.topic).await {
+                Some(native) => {
+                    let ops = native_ops(&native, in_flight, &ctx.payload);
+                    let label = format!("native ({})", native.label());
+                    let spec = Spec::new(key, label, format!("{in_flight} in flight"));
+                    phase(ctx, spec, ops, closed).await
+                }
+                None => Phase::skipped(key, "native", NO_NATIVE),
+            });
+        }
     }
 
     for (key, label, prefer_async) in [
