@@ -85,28 +85,13 @@ pub(super) fn read<T>(text: &[u8], decide: impl FnOnce(Node<'_>) -> T) -> Option
 
 /// Whether every object names each member once and every number is one serde_json reads alike.
 fn well_formed(entries: &[Entry<'_>]) -> bool {
-    let mut large: Vec<&str> = Vec::new();
+    let mut names: Vec<&str> = Vec::with_capacity(SMALL_OBJECT);
     for (at, entry) in entries.iter().enumerate() {
         match entry {
-            Entry::Object { len, .. } if *len <= SMALL_OBJECT => {
-                let mut names = [""; SMALL_OBJECT];
-                let mut name_at = at + 1;
-                for i in 0..*len {
-                    let Some(Entry::String(name)) = entries.get(name_at) else {
-                        return false;
-                    };
-                    if names[..i].contains(name) {
-                        return false;
-                    }
-                    names[i] = name;
-                    name_at = after(entries, name_at + 1);
-                }
-            }
             Entry::Object { len, .. } => {
-                large.clear();
-                large.extend(Object::members(&Node { entries, at }).map(|(name, _)| name));
-                large.sort_unstable();
-                if large.len() != *len || large.windows(2).any(|pair| pair[0] == pair[1]) {
+                names.clear();
+                names.extend(Object::members(&Node { entries, at }).map(|(name, _)| name));
+                if names.len() != *len || named_twice(&mut names) {
                     return false;
                 }
             }
@@ -130,6 +115,15 @@ fn well_formed(entries: &[Entry<'_>]) -> bool {
 /// Objects with up to this many members are checked for a repeated name by comparing each name
 /// with those before it (most pairs differ in length, compared first); larger ones by sorting.
 const SMALL_OBJECT: usize = 16;
+
+/// Whether two of an object's member names are equal.
+fn named_twice(names: &mut [&str]) -> bool {
+    if names.len() <= SMALL_OBJECT {
+        return (1..names.len()).any(|i| names[..i].contains(&names[i]));
+    }
+    names.sort_unstable();
+    names.windows(2).any(|pair| pair[0] == pair[1])
+}
 
 /// The entry after the value at `at` and everything in it.
 fn after(entries: &[Entry<'_>], at: usize) -> usize {
