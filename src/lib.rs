@@ -26,7 +26,7 @@ pub use config::{Config, RawConfig};
 pub use reload::ConfigSource;
 
 /// The HTTP application over `state`; tests serve it on port 0.
-pub fn app(state: AppState) -> axum::Router {
+pub fn app(state: AppState) -> api::App {
     api::router(state)
 }
 

@@ -4,6 +4,7 @@ mod admin;
 pub mod audit;
 mod audited;
 mod auth;
+mod edge;
 mod encoding;
 pub mod error;
 mod extract;
@@ -18,17 +19,16 @@ mod subscriptions;
 mod target;
 mod topics;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::from_fn_with_state;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
-use tower::{Layer, ServiceExt};
-use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::api::error::ApiError;
 use crate::delivery::sse::Streams;
+pub use edge::App;
 pub use state::{AppState, StartError};
 
 /// Every route served, as `(method, path)` in OpenAPI path syntax; the router is built from
@@ -69,13 +69,13 @@ const CONFIG: &str = "/v1/config";
 
 /// The sidebus API over `state`, ready to serve. Its SSE streams end only when their clients
 /// leave; [`router_with`] takes a [`Streams`] handle that can end them (on shutdown).
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> App {
     let streams = Streams::new(state.live().config.sse.max_streams);
     router_with(state, streams)
 }
 
 /// The sidebus API over `state`, with its SSE streams counted and ended through `streams`.
-pub fn router_with(state: AppState, streams: Streams) -> Router {
+pub fn router_with(state: AppState, streams: Streams) -> App {
     let live = state.live();
     let mut sse_route = get(sse::subscribe).layer(Extension(streams));
     if let Some(cors) = sse::cors(&live.config.sse) {
@@ -83,24 +83,18 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         // reaches the route (any other OPTIONS request is still 405).
         sse_route = sse_route.options(method_not_allowed).layer(cors);
     }
-    // The layers a request passes, outermost first (several steps share one layer: each
-    // layer costs a boxed future and a service clone per request):
-    //  1. edge: a `Content-Encoding` sidebus cannot decode is 415, and bodies are read (decoded)
-    //     up to `limits.max_body` in force, then refused with 413, so a body that inflates past
-    //     it is never inflated further;
-    //  2. decompression: gzip, deflate, br and zstd bodies are decoded as they are read;
-    //  3. the fallbacks: an unknown path is 404 and a known one with another method 405;
-    //  4. guard: `/v1` routes need a principal's token (or the API token) when any is configured
+    // What a request passes, outermost first:
+    //  1. the edge ([`App`]): an encoding sidebus cannot decode is 415, bodies are decoded as
+    //     they are read and bounded by `limits.max_body` in force (413);
+    //  2. the fallbacks: an unknown path is 404 and a known one with another method 405;
+    //  3. guard: `/v1` routes need a principal's token (or the API token) when any is configured
     //     (401, audited as `denied`), and the request carries who it is; then state-changing
     //     requests and 403s are written to the audit log, when kept;
-    //  5. observe (publish routes only): the `publish` span, the trace context the events carry,
-    //     and the request metrics per broker.
-    let publish = Router::new()
+    //  4. the publish handlers observe themselves (`observe::publish`): the `publish` span, the
+    //     trace context the events carry, and the request metrics per broker.
+    let routes = Router::new()
         .route(PUBLISH, post(publish::publish_one))
         .route(PUBLISH_BATCH, post(publish::publish_batch))
-        .route_layer(from_fn_with_state(state.clone(), observe::publish));
-    Router::new()
-        .merge(publish)
         .route(HEALTHZ, get(admin::healthz))
         .route(READYZ, get(admin::readyz))
         .route(METRICS, get(admin::metrics))
@@ -121,29 +115,11 @@ pub fn router_with(state: AppState, streams: Streams) -> Router {
         .route_layer(from_fn_with_state(state.clone(), guard))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
-        .layer(from_fn_with_state(state.clone(), edge))
-        .with_state(state)
+        .with_state(state.clone());
+    App::new(state, routes)
 }
 
-/// Layer 1: refuses an encoding sidebus cannot decode, and bounds the body to the
-/// `limits.max_body` in force when the request arrives.
-async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if let Some(refused) = encoding::refuse_unknown(&mut request) {
-        return refused;
-    }
-    let limit = state.live().config.limits.max_body;
-    match DefaultBodyLimit::max(limit)
-        .layer(next)
-        .oneshot(request)
-        .await
-    {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
-}
-
-/// Layer 4: authentication, then the audit line around the rest.
+/// Step 3: authentication, then the audit line around the rest.
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if let Some(refused) = auth::admit(&state, &mut request) {
         return refused;

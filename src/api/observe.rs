@@ -1,18 +1,19 @@
-//! The publish routes' observation as one layer: each request runs inside a `publish` span that
-//! joins the W3C trace the request carries, and its status and latency are counted per broker.
-//! Handlers get the trace context the events carry as the [`Trace`] extension.
+//! The publish routes' observation: each request runs inside a `publish` span that joins the W3C
+//! trace the request carries, and its status and latency are counted per broker. The publish
+//! handlers run their work through [`publish`] (a call rather than a route layer, which would
+//! cost a boxed future, a clone of the route and a second decoding of the path per request).
 
+use std::future::Future;
 use std::time::Instant;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::Path;
 use super::AppState;
 use crate::event::trace::{self, TraceContext};
 use crate::pipeline::meters::{status_label, Mode};
@@ -23,8 +24,7 @@ use crate::telemetry;
 #[derive(Debug, Clone)]
 pub struct Trace(pub Option<TraceContext>);
 
-/// What the layers found out about a publish request before its handler runs: who sent it and
-/// the trace its events continue.
+/// Who sent a publish request and the trace its events continue.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     /// The authenticated caller.
@@ -33,53 +33,60 @@ pub struct Publisher {
     pub trace: Trace,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Publisher {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let trace = parts
-            .extensions
-            .get::<Trace>()
-            .cloned()
-            .unwrap_or(Trace(None));
-        Ok(Self { caller, trace })
-    }
+/// A publish request as [`publish`] hands it to the handler's work.
+pub struct Observed {
+    /// The path's broker and topic; a path that does not decode is a `400`.
+    pub path: Result<(String, String), ApiError>,
+    /// Who sent it; a request the guard did not authenticate fails closed with `401`.
+    pub publisher: Result<Publisher, ApiError>,
+    /// The rest of the request.
+    pub parts: Parts,
+    /// Its body, not read yet.
+    pub body: axum::body::Body,
 }
 
-/// Wraps a publish route (`batch` tells which): span, trace context, request metrics.
-pub async fn publish(
-    State(state): State<AppState>,
-    matched: Option<MatchedPath>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Runs a publish request's `work` (`mode` tells which route) inside its span, with the trace
+/// context its events carry, and counts its status and latency under its broker.
+pub async fn publish<W, F>(state: &AppState, mode: Mode, request: Request, work: W) -> Response
+where
+    W: FnOnce(Observed) -> F,
+    F: Future<Output = Result<Response, ApiError>>,
+{
     let started = Instant::now();
-    let mode = match matched {
-        Some(route) if route.as_str() == super::PUBLISH_BATCH => Mode::Batch,
-        _ => Mode::Single,
+    let (mut parts, body) = request.into_parts();
+    let path = Path::<(String, String)>::from_request_parts(&mut parts, state)
+        .await
+        .map(|Path(path)| path);
+    let caller = parts.extensions.get::<Caller>().cloned();
+    // A path that does not decode is refused by the work; it is counted under `unknown`.
+    let (broker, topic) = match &path {
+        Ok((broker, topic)) => (broker.as_str(), topic.as_str()),
+        Err(_) => ("", ""),
     };
-    // A path that does not decode is refused by the handler's own extractor; it is counted
-    // under `unknown`.
-    let (broker, topic) = path.map(|Path(p)| p).unwrap_or_default();
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_default();
-    let principal = caller.name().unwrap_or_default();
+    let meters = state.broker(broker).map(|b| b.pipeline.meters());
+    let principal = caller.as_ref().and_then(Caller::name).unwrap_or_default();
     let span = tracing::debug_span!("publish", %broker, %topic, mode = mode.label(), %principal);
-    let incoming = trace::from_headers(request.headers());
+    let incoming = trace::from_headers(&parts.headers);
     let context = telemetry::tracing::adopt(&span, incoming.as_ref()).or(incoming);
-    request.extensions_mut().insert(Trace(context));
-    let response = next.run(request).instrument(span).await;
+    let publisher = caller
+        .map(|caller| Publisher {
+            caller,
+            trace: Trace(context),
+        })
+        .ok_or_else(|| ApiError::Unauthorized("the request was not authenticated".into()));
+    let observed = Observed {
+        path,
+        publisher,
+        parts,
+        body,
+    };
+    let response = match work(observed).instrument(span).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
     let elapsed = started.elapsed();
-    match state.broker(&broker) {
-        Some(b) => b
-            .pipeline
-            .meters()
-            .request(mode, response.status(), elapsed),
+    match meters {
+        Some(meters) => meters.request(mode, response.status(), elapsed),
         // Only configured names become label values, so a client cannot grow the label set.
         None => {
             let mode = mode.label();

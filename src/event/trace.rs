@@ -16,18 +16,20 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 fn random_hex(bytes: usize) -> String {
-    let mut out = String::with_capacity(bytes * 2);
-    push_random_hex(&mut out, bytes);
-    out
+    let mut out = [b'0'; 32];
+    let out = &mut out[..bytes * 2];
+    fill_random_hex(out);
+    std::str::from_utf8(out).expect("hex is ASCII").to_owned()
 }
 
-/// Appends `bytes` (at most 16) random bytes as lowercase hex: a trace or parent id, made per
+/// Fills `out` (at most 32 digits) with random lowercase hex: a trace or parent id, made per
 /// request, so without formatting machinery.
-fn push_random_hex(out: &mut String, bytes: usize) {
+fn fill_random_hex(out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let random = uuid::Uuid::new_v4().as_u128();
-    for nibble in (0..bytes * 2).rev() {
-        out.push(char::from(HEX[(random >> (nibble * 4)) as usize & 0xf]));
+    let last = out.len() - 1;
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = HEX[(random >> ((last - i) * 4)) as usize & 0xf];
     }
 }
 
@@ -51,14 +53,13 @@ pub fn is_valid(traceparent: &str) -> bool {
 impl TraceContext {
     /// A new trace (sampled), for requests that bring none.
     pub fn new_root() -> Self {
-        let mut traceparent = String::with_capacity(55);
-        traceparent.push_str("00-");
-        push_random_hex(&mut traceparent, 16);
-        traceparent.push('-');
-        push_random_hex(&mut traceparent, 8);
-        traceparent.push_str("-01");
+        let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        fill_random_hex(&mut traceparent[3..35]);
+        fill_random_hex(&mut traceparent[36..52]);
         Self {
-            traceparent,
+            traceparent: std::str::from_utf8(&traceparent)
+                .expect("hex is ASCII")
+                .to_owned(),
             tracestate: None,
         }
     }

@@ -1,19 +1,19 @@
 //! `POST /v1/publish/{broker}/{topic}/batch`: a JSON array or NDJSON of structured events, one
 //! result per entry in order; a malformed entry fails alone and the others are produced.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
 use super::replay::{claim_key, succeed};
-use super::{content_type, prepare, shadow, with_audit, PublishParams, BATCH_JSON, NDJSON};
+use super::{content_type, prepare, shadow, with_audit, Incoming, BATCH_JSON, NDJSON};
 use crate::api::error::{ApiError, Problem};
-use crate::api::extract::{Body, Path, Query};
-use crate::api::observe::Publisher;
+use crate::api::observe::{self, Observed};
 use crate::api::AppState;
 use crate::backend::{Position, PublishResult};
 use crate::event::{self, Event, EventError};
+use crate::pipeline::meters::Mode;
 use crate::pipeline::RETRY_AFTER;
 
 /// One entry of a batch response.
@@ -36,25 +36,34 @@ struct BatchResponse {
 }
 
 /// `POST /v1/publish/{broker}/{topic}/batch`.
-pub async fn publish_batch(
-    State(state): State<AppState>,
-    Path((broker, topic)): Path<(String, String)>,
-    Query(params): Query<PublishParams>,
-    publisher: Publisher,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Body, ApiError>,
-) -> Result<Response, ApiError> {
-    let request = prepare(&state, publisher, &broker, &topic, params, &headers, body)?;
+pub async fn publish_batch(State(state): State<AppState>, request: Request) -> Response {
+    observe::publish(&state, Mode::Batch, request, |observed| {
+        publish(&state, observed)
+    })
+    .await
+}
+
+async fn publish(state: &AppState, observed: Observed) -> Result<Response, ApiError> {
+    let Incoming {
+        broker,
+        topic,
+        params,
+        publisher,
+        uri,
+        headers,
+        body,
+    } = Incoming::read(state, observed).await?;
+    let request = prepare(state, publisher, &broker, &topic, params, &headers, body)?;
     let body = &request.body;
-    let parsed: Vec<Result<Event, EventError>> = match content_type(&headers).as_str() {
-        BATCH_JSON => event::parse_batch_json(body, &request.defaults)?,
-        NDJSON => event::parse_ndjson(body, &request.defaults),
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "a batch is {BATCH_JSON} or {NDJSON}, not `{other}`"
-            )))
-        }
+    let ty = content_type(&headers);
+    let parsed: Vec<Result<Event, EventError>> = if ty.eq_ignore_ascii_case(BATCH_JSON) {
+        event::parse_batch_json(body, &request.defaults)?
+    } else if ty.eq_ignore_ascii_case(NDJSON) {
+        event::parse_ndjson(body, &request.defaults)
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a batch is {BATCH_JSON} or {NDJSON}, not `{ty}`"
+        )));
     };
     if parsed.is_empty() {
         return Err(ApiError::BadRequest("the batch has no events".into()));
@@ -66,7 +75,8 @@ pub async fn publish_batch(
             parsed.len()
         )));
     }
-    let claim = match claim_key(&state, "batch", &uri, &headers, body)? {
+    let key = request.idempotency_key.as_deref();
+    let claim = match claim_key(state, "batch", &uri, &headers, body, key)? {
         Ok(claim) => claim,
         Err(replay) => return Ok(replay),
     };

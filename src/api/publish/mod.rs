@@ -1,6 +1,6 @@
 //! `POST /v1/publish/{broker}/{topic}` ([`single`]) and `.../batch` ([`batch`]): what both
 //! routes share, from the request to the events' defaults; `Idempotency-Key` replays are in
-//! [`replay`]. Spans and request metrics come from the layer in `api::observe`.
+//! [`replay`]. Both run their work through `api::observe`, for the span and request metrics.
 
 mod batch;
 mod replay;
@@ -9,7 +9,8 @@ mod single;
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -17,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use super::audit::{Audited, MAX_IDS};
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::extract::Body;
+use super::extract::{Body, Query};
 use super::live::Live;
-use super::observe::{Publisher, Trace};
+use super::observe::{Observed, Publisher, Trace};
 use super::target::{resolve, Direction};
 use super::AppState;
 use crate::backend::{Outbound, Position};
@@ -66,6 +67,44 @@ impl Serialize for Published<'_> {
     }
 }
 
+/// A publish request, read in the order its refusals are reported: the path, the query, the
+/// caller; the body's own refusal waits until the broker and topic are resolved ([`prepare`]).
+struct Incoming {
+    broker: String,
+    topic: String,
+    params: PublishParams,
+    publisher: Publisher,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Body, ApiError>,
+}
+
+impl Incoming {
+    async fn read(state: &AppState, observed: Observed) -> Result<Self, ApiError> {
+        let Observed {
+            path,
+            publisher,
+            mut parts,
+            body,
+        } = observed;
+        let (broker, topic) = path?;
+        let Query(params) = Query::from_request_parts(&mut parts, state).await?;
+        let publisher = publisher?;
+        let headers = std::mem::take(&mut parts.headers);
+        let uri = std::mem::take(&mut parts.uri);
+        let body = Body::from_request(axum::extract::Request::from_parts(parts, body), state).await;
+        Ok(Self {
+            broker,
+            topic,
+            params,
+            publisher,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
 /// What a publish route was asked to do, before any event is parsed.
 struct Request<'a> {
     broker: &'a Broker,
@@ -75,6 +114,8 @@ struct Request<'a> {
     /// Where its events go: the physical topic, and the shadow copy's.
     route: Route,
     respond_async: bool,
+    /// The request's `Idempotency-Key`, read once.
+    idempotency_key: Option<String>,
     defaults: Defaults,
     body: Bytes,
 }
@@ -109,17 +150,21 @@ fn prepare<'a>(
         live.quotas.reserve(caller.name(), broker, topic)?;
     }
     let route = live.topics.route(broker, &Arc::from(topic));
+    let id_seed = idempotency_key
+        .as_ref()
+        .map(|k| format!("{broker}/{topic}/{k}"));
     Ok(Request {
         broker: found,
         caller,
         route,
         respond_async,
+        idempotency_key,
         defaults: Defaults {
             source: live.config.source.clone(),
             ty: "sidebus.event",
             max_event: live.config.limits.max_event,
             partition_key: params.key.filter(|k| !k.is_empty()),
-            id_seed: idempotency_key.map(|k| format!("{broker}/{topic}/{k}")),
+            id_seed,
             trace: Some(trace.unwrap_or_else(TraceContext::new_root)),
         },
         live,
@@ -218,12 +263,12 @@ fn with_audit(mut response: Response, audited: Option<Audited>) -> Response {
     response
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+/// The media type of the body, without parameters, as sent (compare it ignoring case).
+fn content_type(headers: &HeaderMap) -> &str {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase()
 }

@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -47,15 +47,16 @@ fn fingerprint(route: &str, query: Option<&str>, headers: &HeaderMap, body: &[u8
     hasher.finish()
 }
 
-/// Looks the request's idempotency key up: a replay or refusal ends the request here.
+/// Looks the request's idempotency `key` up: a replay or refusal ends the request here.
 pub(super) fn claim_key(
     state: &AppState,
     route: &str,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    key: Option<&str>,
 ) -> Result<Result<Option<Claim>, Response>, ApiError> {
-    let Some(key) = idempotency_key(headers)? else {
+    let Some(key) = key else {
         return Ok(Ok(None));
     };
     let print = fingerprint(route, uri.query(), headers, body);
@@ -81,7 +82,8 @@ pub(super) fn claim_key(
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = (status, body).into_response();
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -91,7 +93,9 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
 
 /// Serialises a success, remembers it for the idempotency key, and builds the response.
 pub(super) fn succeed(status: StatusCode, body: &impl Serialize, claim: Option<Claim>) -> Response {
-    let body = Bytes::from(serde_json::to_vec(body).expect("response bodies serialise"));
+    let mut json = Vec::with_capacity(256);
+    serde_json::to_writer(&mut json, body).expect("response bodies serialise");
+    let body = Bytes::from(json);
     if let Some(claim) = claim {
         claim.complete(Stored {
             status,

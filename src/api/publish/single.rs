@@ -1,47 +1,56 @@
 //! `POST /v1/publish/{broker}/{topic}`: one event, binary or structured mode.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::replay::{claim_key, succeed};
 use super::{
-    content_type, prepare, shadow, with_audit, PublishParams, Published, BATCH_JSON, NDJSON,
-    STRUCTURED,
+    content_type, prepare, shadow, with_audit, Incoming, Published, BATCH_JSON, NDJSON, STRUCTURED,
 };
 use crate::api::error::ApiError;
-use crate::api::extract::{Body, Path, Query};
-use crate::api::observe::Publisher;
+use crate::api::observe::{self, Observed};
 use crate::api::AppState;
 use crate::event;
+use crate::pipeline::meters::Mode;
 use crate::pipeline::RETRY_AFTER;
 
 /// `POST /v1/publish/{broker}/{topic}`: answers once the broker acknowledged the event, or at
 /// once with `Prefer: respond-async`.
-pub async fn publish_one(
-    State(state): State<AppState>,
-    Path((broker, topic)): Path<(String, String)>,
-    Query(params): Query<PublishParams>,
-    publisher: Publisher,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Body, ApiError>,
-) -> Result<Response, ApiError> {
-    let request = prepare(&state, publisher, &broker, &topic, params, &headers, body)?;
+pub async fn publish_one(State(state): State<AppState>, request: Request) -> Response {
+    observe::publish(&state, Mode::Single, request, |observed| {
+        publish(&state, observed)
+    })
+    .await
+}
+
+async fn publish(state: &AppState, observed: Observed) -> Result<Response, ApiError> {
+    let Incoming {
+        broker,
+        topic,
+        params,
+        publisher,
+        uri,
+        headers,
+        body,
+    } = Incoming::read(state, observed).await?;
+    let request = prepare(state, publisher, &broker, &topic, params, &headers, body)?;
     let body = &request.body;
-    let event = match content_type(&headers).as_str() {
-        STRUCTURED => event::parse_structured(body, body, &request.defaults)?,
-        BATCH_JSON | NDJSON => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "batches go to POST /v1/publish/{broker}/{topic}/batch"
-            )))
-        }
-        _ => event::parse_binary(&headers, body.clone(), &request.defaults)?,
+    let ty = content_type(&headers);
+    let event = if ty.eq_ignore_ascii_case(STRUCTURED) {
+        event::parse_structured(body, body, &request.defaults)?
+    } else if ty.eq_ignore_ascii_case(BATCH_JSON) || ty.eq_ignore_ascii_case(NDJSON) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "batches go to POST /v1/publish/{broker}/{topic}/batch"
+        )));
+    } else {
+        event::parse_binary(&headers, body.clone(), &request.defaults)?
     };
     let bytes = event.data.len();
     request.admit(&topic, 1, bytes)?;
     let event = request.check_schema(&topic, event)?;
-    let claim = match claim_key(&state, "single", &uri, &headers, body)? {
+    let key = request.idempotency_key.as_deref();
+    let claim = match claim_key(state, "single", &uri, &headers, body, key)? {
         Ok(claim) => claim,
         Err(replay) => return Ok(replay),
     };
