@@ -1,5 +1,6 @@
-//! CPU seconds from `/proc`, shared by the load and delivery harnesses: this process's own, and
-//! an external broker's, so that a phase's cost per operation counts the broker too.
+//! CPU seconds from `/proc`, shared by the load and delivery harnesses: this process's own (all
+//! of it, or by thread group), a child server's, and an external broker's, so that a phase's
+//! cost per operation counts the broker too.
 
 /// utime + stime of a `/proc/…/stat` file, in seconds (USER_HZ is 100 on Linux).
 pub(crate) fn stat_seconds(path: &str) -> Option<f64> {
@@ -34,6 +35,28 @@ pub(crate) fn pids_named(comm: &str) -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
         })
         .collect()
+}
+
+/// CPU seconds of this process's threads, summed by group: a thread (`/proc/self/task/<tid>`)
+/// counts in the first group whose prefix its name starts with, and in none if none matches.
+/// A tokio runtime's threads are named after it (`Builder::thread_name`), so this splits the
+/// process's CPU between the runtimes (the load client, a receiver, a native client) in it.
+pub(crate) fn own_threads_seconds<const N: usize>(prefixes: [&str; N]) -> [f64; N] {
+    let mut seconds = [0.0; N];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return seconds;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let Some(group) = prefixes.iter().position(|p| comm.starts_with(p)) else {
+            continue;
+        };
+        if let Some(s) = stat_seconds(&dir.join("stat").to_string_lossy()) {
+            seconds[group] += s;
+        }
+    }
+    seconds
 }
 
 /// The share of a combined operation's cost that a bare HTTP request is: `bare / (bare +

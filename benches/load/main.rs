@@ -66,6 +66,8 @@ mod args;
 #[path = "../common/batch.rs"]
 mod batch;
 mod brokers;
+#[path = "../common/child.rs"]
+mod child;
 #[path = "../common/cpu.rs"]
 mod cpu;
 mod drive;
@@ -89,11 +91,10 @@ use clap::Parser;
 use crate::args::Args;
 use crate::batch::BatchBody;
 use crate::brokers::BrokerSetup;
+use crate::child::{get, Server};
 use crate::process::broker_pids;
 use crate::runs::{run_rate, run_throughput};
-use crate::server::{
-    get, schema_rules, serve_bare, start_bare, start_sidebus, Policy, Server, BARE_LISTEN,
-};
+use crate::server::{schema_rules, serve_bare, start_bare, start_sidebus, Policy, BARE_LISTEN};
 
 /// Longest a single request or publish may take before it counts as an error.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -7,10 +7,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::child::{peak_rss_kib, reset_peak_rss, Server};
 use crate::drive::{new_histogram, run, Drive};
 use crate::ops::Op;
-use crate::process::{peak_rss_kib, reset_peak_rss, Cpu};
-use crate::server::Server;
+use crate::process::Cpu;
 use crate::Ctx;
 
 /// The measured result of one phase.

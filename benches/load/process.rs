@@ -1,8 +1,8 @@
 //! Process measurements: CPU seconds of the phase's server process, of this process by thread
-//! group and of the external broker, and the server's peak RSS in each phase.
+//! group and of the external broker.
 
 use crate::args::BrokerKind;
-use crate::cpu::{own_seconds, pids_named, seconds_of, stat_seconds};
+use crate::cpu::{own_seconds, own_threads_seconds, pids_named, seconds_of};
 
 /// CPU seconds at one moment.
 #[derive(Clone, Copy, Default)]
@@ -23,27 +23,14 @@ pub(crate) struct Cpu {
 
 impl Cpu {
     pub(crate) fn now(broker_pids: &[u32], server: Option<u32>) -> Self {
-        let mut cpu = Cpu {
+        let [client, rdkafka] = own_threads_seconds(["load-client", "rdk:"]);
+        Cpu {
             process: own_seconds(),
             server: server.map_or(0.0, |pid| seconds_of(&[pid])),
+            client,
+            rdkafka,
             broker: seconds_of(broker_pids),
-            ..Cpu::default()
-        };
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.filter_map(Result::ok) {
-                let dir = task.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-                let Some(seconds) = stat_seconds(&dir.join("stat").to_string_lossy()) else {
-                    continue;
-                };
-                if comm.starts_with("load-client") {
-                    cpu.client += seconds;
-                } else if comm.starts_with("rdk:") {
-                    cpu.rdkafka += seconds;
-                }
-            }
         }
-        cpu
     }
 
     pub(crate) fn since(self, before: Cpu) -> Cpu {
@@ -60,16 +47,6 @@ impl Cpu {
     pub(crate) fn total(&self) -> f64 {
         self.process + self.server + self.broker
     }
-}
-
-/// Resets process `pid`'s peak RSS (VmHWM) so each phase reports its own; false if refused.
-pub(crate) fn reset_peak_rss(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
-
-/// VmHWM of process `pid` in KiB.
-pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
-    crate::memory::status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// PIDs of the external broker's server processes, whose CPU time each phase reports.

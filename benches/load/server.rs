@@ -3,23 +3,20 @@
 //! harness's own binary, run again with [`BARE_LISTEN`] set).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::args::Args;
 use crate::brokers::BrokerSetup;
+use crate::child::{free_addr, get, Server};
 use crate::schema::{ORDER_AVSC, ORDER_JSON_SCHEMA};
 use crate::{AWAY, BROKER, SCHEMA_AVRO_TYPE, SCHEMA_JSON_TYPE, SOURCE, SPOOLED};
 
 /// Longest the pipeline may take to empty between phases.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
-/// Longest a server may take to answer after it was started.
-const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Set to an address, this binary serves the bare handler there and nothing else.
 pub(crate) const BARE_LISTEN: &str = "SIDEBUS_LOAD_BARE_LISTEN";
@@ -50,62 +47,7 @@ pub(crate) fn serve_bare(listen: &str) -> ! {
     std::process::exit(0)
 }
 
-/// A server process of the harness; killed when dropped.
-pub(crate) struct Server {
-    pub(crate) addr: SocketAddr,
-    pub(crate) pid: u32,
-    child: Child,
-    /// Where its standard error goes, shown when it fails to start.
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    fn spawn(mut command: Command, addr: SocketAddr, log: PathBuf, args: &Args) -> Self {
-        let stderr = std::fs::File::create(&log)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = command
-            .env("TOKIO_WORKER_THREADS", args.server_threads.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("starting a server process");
-        Self {
-            addr,
-            pid: child.id(),
-            child,
-            log,
-        }
-    }
-
-    /// Waits until `path` answers 200 (any answer when `None`).
-    async fn wait_answering(&mut self, path: &str) {
-        let started = Instant::now();
-        loop {
-            if let Some((status, _)) = get(self.addr, path).await {
-                if status == 200 {
-                    return;
-                }
-            }
-            let exited = self.child.try_wait().ok().flatten();
-            if exited.is_some() || started.elapsed() > START_LIMIT {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!(
-                    "the server on {} did not answer {path} with 200 ({exited:?}):\n{log}",
-                    self.addr
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Waits until the pipelines of the sidebus at `addr` hold nothing (events taken with
     /// respond-async included): the sum of `sidebus_pipeline_depth` is zero.
     pub(crate) async fn drain_at(addr: SocketAddr) -> Duration {
@@ -129,32 +71,13 @@ impl Server {
     }
 }
 
-/// A free loopback address for a server to listen on.
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
-/// `GET path` over a fresh HTTP/1.0 connection: the status and the body.
-pub(crate) async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
 /// Starts the bare handler in its own process.
 pub(crate) async fn start_bare(args: &Args) -> Server {
     let addr = free_addr();
     let mut command = Command::new(std::env::current_exe().expect("this binary's path"));
     command.env(BARE_LISTEN, addr.to_string());
     let log = std::env::temp_dir().join(format!("sidebus-bench-{}-bare.log", std::process::id()));
-    let mut server = Server::spawn(command, addr, log, args);
+    let mut server = Server::spawn(command, addr, log, args.server_threads);
     server.wait_answering("/").await;
     server
 }
@@ -285,15 +208,5 @@ pub(crate) async fn start_sidebus(
     std::fs::create_dir_all(&dir).expect("the bench state directory");
     let config = dir.join("sidebus.toml");
     std::fs::write(&config, toml).expect("writing the bench config");
-    let addr = free_addr();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sidebus"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(["--config-poll", "0s"]);
-    let mut server = Server::spawn(command, addr, dir.join("sidebus.log"), args);
-    server.wait_answering("/readyz").await;
-    server
+    Server::sidebus(&config, dir.join("sidebus.log"), args.server_threads).await
 }
