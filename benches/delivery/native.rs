@@ -1,11 +1,14 @@
-//! (d) The native JetStream consume rate: an async-nats pull consumer reading the same events.
+//! Phases (d) and (e): an async-nats JetStream pull consumer reading the same events as sidebus
+//! and acking each, what a delivery's broker half costs without sidebus; and the stream's
+//! clean-up.
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use futures::StreamExt;
 
-use super::{Measured, PHASE_LIMIT, STALL_LIMIT};
+use crate::measure::Measured;
+use crate::{PHASE_LIMIT, STALL_LIMIT};
 
 async fn context(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.unwrap_or_else(|e| {
@@ -37,13 +40,13 @@ pub(crate) async fn delete_stream(url: &str, topic: &str, quiet: bool) {
 /// An ephemeral pull consumer with `max_ack_pending` reads `events` events of the topic's stream
 /// from the start and acks each; timed from the consumer's creation.
 pub(crate) async fn consume(
-    url: &str,
-    topic: &str,
+    url: String,
+    topic: String,
     events: usize,
     max_ack_pending: usize,
 ) -> Measured {
-    let (client, jetstream) = context(url).await;
-    let name = sidebus::backend::nats::stream_name(topic);
+    let (client, jetstream) = context(&url).await;
+    let name = sidebus::backend::nats::stream_name(&topic);
     let stream = jetstream
         .get_stream(&name)
         .await
@@ -51,7 +54,7 @@ pub(crate) async fn consume(
     let started = Instant::now();
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .create_consumer(pull::Config {
-            filter_subject: topic.to_string(),
+            filter_subject: topic,
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             max_ack_pending: max_ack_pending as i64,
@@ -95,11 +98,5 @@ pub(crate) async fn consume(
         stream.delete_consumer(&consumer.cached_info().name),
     )
     .await;
-    Measured {
-        count,
-        requests: 0,
-        wall,
-        complete: count >= events as u64,
-        cpu: 0.0,
-    }
+    Measured::new(count, 0, wall, count >= events as u64)
 }

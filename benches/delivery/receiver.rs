@@ -8,23 +8,48 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
+use tokio::sync::Notify;
 
-/// What the receiver has seen.
+/// What the receiver has seen, and a wake-up for whoever waits for a number of events.
 #[derive(Clone, Default)]
 pub(crate) struct Counter {
-    pub(crate) requests: Arc<AtomicU64>,
-    pub(crate) events: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+    /// Events after which [`Counter::reached`] wakes; 0 (no target) never wakes it.
+    target: Arc<AtomicU64>,
+    reached: Arc<Notify>,
 }
 
 impl Counter {
-    pub(crate) fn reset(&self) {
-        self.requests.store(0, Atomic::Relaxed);
-        self.events.store(0, Atomic::Relaxed);
+    /// Starts counting from zero, towards `target` events.
+    pub(crate) fn expect(&self, target: u64) {
+        self.target.store(0, Atomic::SeqCst);
+        self.requests.store(0, Atomic::SeqCst);
+        self.events.store(0, Atomic::SeqCst);
+        self.target.store(target, Atomic::SeqCst);
+    }
+
+    pub(crate) fn events(&self) -> u64 {
+        self.events.load(Atomic::SeqCst)
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Atomic::SeqCst)
+    }
+
+    /// Completes once the events counted reach the target (or spuriously, after an earlier
+    /// target's wake-up nobody took): the caller checks [`Counter::events`] again.
+    pub(crate) async fn reached(&self) {
+        self.reached.notified().await;
     }
 
     fn add(&self, events: u64) {
         self.requests.fetch_add(1, Atomic::Relaxed);
-        self.events.fetch_add(events, Atomic::Relaxed);
+        let before = self.events.fetch_add(events, Atomic::SeqCst);
+        let target = self.target.load(Atomic::SeqCst);
+        if before < target && before + events >= target {
+            self.reached.notify_one();
+        }
     }
 }
 
