@@ -20,7 +20,8 @@
 //! * (a) a bare hyper client POSTs `--size` byte bodies over 64 keep-alive connections to the
 //!   receiver for `--seconds`: the client's threads' CPU per request is the HTTP half of a
 //!   delivery's floor; the receiver's is reported too;
-//! * a topic is prefilled with `--events` events of `--size` bytes through sidebus's batch route;
+//! * a topic is prefilled with `--events` events of `--size` bytes through sidebus's batch route,
+//!   and an unmeasured binary subscription delivers up to [`WARMUP_EVENTS`] of them;
 //! * (b) sidebus delivers them: a subscription is PUT (start earliest, ordering none,
 //!   max_in_flight 64, content_mode binary) and timed from the PUT until the receiver has
 //!   counted every event;
@@ -267,6 +268,7 @@ fn subscription_spec(topic: &str, receiver: SocketAddr, path: &str, mode: Value)
     spec
 }
 
+/// The JetStream stream sidebus keeps the topic in, for the report and the clean-up.
 fn stream_name(topic: &str) -> String {
     #[cfg(feature = "nats")]
     return sidebus::backend::nats::stream_name(topic);

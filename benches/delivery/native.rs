@@ -10,6 +10,8 @@ use futures::StreamExt;
 use crate::measure::Measured;
 use crate::{PHASE_LIMIT, STALL_LIMIT};
 
+/// A client of the NATS server at `url` and its JetStream context; panics saying how to start
+/// the server when it is not there.
 async fn context(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.unwrap_or_else(|e| {
         panic!(

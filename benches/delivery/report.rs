@@ -4,7 +4,7 @@
 use crate::args::{Args, BrokerKind};
 use crate::cpu::ceiling;
 use crate::measure::{Cpu, Measured};
-use crate::{BATCH, IN_FLIGHT, NATIVE_ACK_PENDING};
+use crate::{BATCH, CONNECTIONS, IN_FLIGHT, NATIVE_ACK_PENDING};
 
 /// Target of binary (and filtered) deliveries: sidebus's CPU per event at most this many times
 /// its floor.
@@ -32,10 +32,12 @@ pub(crate) struct Results {
     pub(crate) held: Option<Measured>,
 }
 
+/// sidebus's share of a phase's CPU, the figure each sidebus phase is held to its floor by.
 fn sidebus(c: &Cpu) -> f64 {
     c.sidebus
 }
 
+/// The native consumer's share of a phase's CPU, the broker half of a floor.
 fn native(c: &Cpu) -> f64 {
     c.native
 }
@@ -78,6 +80,7 @@ impl Results {
     }
 }
 
+/// How the report says whether a target holds.
 fn holds(ok: bool) -> &'static str {
     if ok {
         "holds"
@@ -86,6 +89,7 @@ fn holds(ok: bool) -> &'static str {
     }
 }
 
+/// A phase's name, with its round when the run has several.
 fn numbered(args: &Args, name: &str, round: usize) -> String {
     if args.rounds == 1 {
         name.to_string()
@@ -141,12 +145,8 @@ pub(crate) fn print(args: &Args, results: &Results) {
     };
     if let Some(bare) = &results.bare {
         let note = format!("{} B bodies; per request", args.size);
-        row(
-            "(a) bare HTTP client, 64 keep-alive conns",
-            bare,
-            false,
-            note,
-        );
+        let name = format!("(a) bare HTTP client, {CONNECTIONS} keep-alive conns");
+        row(&name, bare, false, note);
     }
     if let Some(binary) = &results.binary {
         let note = format!("max_in_flight {IN_FLIGHT}");
@@ -220,6 +220,7 @@ fn print_rates(results: &Results) {
     }
 }
 
+/// Each sidebus phase against its floor, and whether its target holds.
 fn print_floors(args: &Args, results: &Results) {
     let Some(bare) = &results.bare else {
         println!("floor: needs phase (a), the bare HTTP client");
