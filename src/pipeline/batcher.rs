@@ -5,6 +5,7 @@
 //! there.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::TryRecvError;
@@ -97,7 +98,15 @@ pub(super) async fn run(
                 .acquire_owned()
                 .await
                 .expect("the in-flight semaphore is never closed");
-            let acks = backend.send(events).instrument(span.clone()).await;
+            let mut acks = backend.send(events).instrument(span.clone()).await;
+            // A broker that acknowledges as it takes the batch (the memory broker) is answered
+            // here, without a task per batch.
+            if let Poll::Ready(results) = futures::poll!(&mut acks) {
+                let results = counted(results, count, done.meters.broker());
+                done.answer(results);
+                drop(slot);
+                continue;
+            }
             let ack_timeout = config.ack_timeout;
             tokio::spawn(
                 async move {
@@ -211,18 +220,24 @@ async fn acknowledged(
     broker: &str,
 ) -> Vec<PublishResult> {
     match tokio::time::timeout(ack_timeout + ACK_GRACE, acks).await {
-        Ok(results) if results.len() == count => results,
-        Ok(results) => {
-            tracing::error!(%broker, expected = count, got = results.len(), "backend returned the wrong number of results");
-            vec![
-                Err(PublishError::Rejected(
-                    "internal error: result count mismatch".into()
-                ));
-                count
-            ]
-        }
+        Ok(results) => counted(results, count, broker),
         Err(_) => vec![Err(PublishError::Timeout(ack_timeout)); count],
     }
+}
+
+/// `results` if the backend answered each of the `count` events, else an internal error for
+/// each.
+fn counted(results: Vec<PublishResult>, count: usize, broker: &str) -> Vec<PublishResult> {
+    if results.len() == count {
+        return results;
+    }
+    tracing::error!(%broker, expected = count, got = results.len(), "backend returned the wrong number of results");
+    vec![
+        Err(PublishError::Rejected(
+            "internal error: result count mismatch".into()
+        ));
+        count
+    ]
 }
 
 /// Appends `events` to the spool: each is spooled, or each refused with why.
