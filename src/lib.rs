@@ -79,6 +79,7 @@ pub async fn run(
     let addr = config.listen;
     let grace = config.shutdown_grace;
     let state = AppState::build(config).await?;
+    tokio::spawn(allocator::release_when_idle());
     if let Some(source) = source {
         state.set_source(source.path.as_deref(), &source.read());
         tokio::spawn(reload::watch(state.clone(), source));
