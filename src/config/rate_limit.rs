@@ -49,9 +49,56 @@ struct Table {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "exact_bytes"
+        serialize_with = "exact_bytes",
+        deserialize_with = "bytes"
     )]
     bytes_per_second: Option<ByteSize>,
+}
+
+/// Reads bytes as a whole number, `8` or `8.0` (JSON Schema's integers, as the other whole-number
+/// fields take them), or as a size such as `"1MiB"`; `null` is none.
+fn bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    deserializer.deserialize_option(Bytes)
+}
+
+struct Bytes;
+
+impl<'de> Visitor<'de> for Bytes {
+    type Value = Option<ByteSize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("bytes as a whole number, or a size such as \"1MiB\"")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Some(ByteSize::b(n)))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        let n: u64 = super::whole::deserialize(n.into_deserializer())?;
+        Ok(Some(ByteSize::b(n)))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        let n: u64 = super::whole::deserialize(n.into_deserializer())?;
+        Ok(Some(ByteSize::b(n)))
+    }
+
+    fn visit_str<E: de::Error>(self, size: &str) -> Result<Self::Value, E> {
+        size.parse().map(Some).map_err(E::custom)
+    }
 }
 
 fn exact_bytes<S: Serializer>(bytes: &Option<ByteSize>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -146,5 +193,40 @@ mod tests {
         }
         .problem()
         .is_some());
+    }
+
+    #[test]
+    fn bytes_per_second_takes_whole_numbers_as_json_schema_counts_them() {
+        let read = |json: &str| serde_json::from_str::<RateLimit>(json).map(|r| r.bytes_per_second);
+        assert_eq!(
+            read(r#"{"events_per_second": 15.0, "bytes_per_second": 49.0}"#).unwrap(),
+            Some(ByteSize::b(49))
+        );
+        assert_eq!(
+            read(r#"{"bytes_per_second": 4096}"#).unwrap(),
+            Some(ByteSize::b(4096))
+        );
+        assert_eq!(
+            read(r#"{"bytes_per_second": "1MiB"}"#).unwrap(),
+            Some(ByteSize::mib(1))
+        );
+        assert_eq!(
+            read(r#"{"events_per_second": 1, "bytes_per_second": null}"#).unwrap(),
+            None
+        );
+        for refused in [
+            r#"{"bytes_per_second": 49.5}"#,
+            r#"{"bytes_per_second": -1}"#,
+            r#"{"bytes_per_second": "lots"}"#,
+            r#"{"bytes_per_second": true}"#,
+        ] {
+            assert!(read(refused).is_err(), "{refused}");
+        }
+        let toml: RateLimit = figment::Figment::from(figment::providers::Serialized::defaults(
+            serde_json::json!({"bytes_per_second": "1KiB"}),
+        ))
+        .extract()
+        .unwrap();
+        assert_eq!(toml.bytes_per_second, Some(ByteSize::kib(1)));
     }
 }
