@@ -44,16 +44,15 @@ pub async fn publish_batch(State(state): State<AppState>, request: Request) -> R
 }
 
 async fn publish(state: &AppState, observed: Observed) -> Result<Response, ApiError> {
-    let Incoming {
-        broker,
-        topic,
-        params,
-        publisher,
-        uri,
-        headers,
-        body,
-    } = Incoming::read(state, observed).await?;
-    let request = prepare(state, publisher, &broker, &topic, params, &headers, body)?;
+    let (
+        request,
+        Incoming {
+            topic,
+            uri,
+            headers,
+            ..
+        },
+    ) = prepare(state, observed).await?;
     let body = &request.body;
     let ty = content_type(&headers);
     let parsed: Vec<Result<Event, EventError>> = if ty.eq_ignore_ascii_case(BATCH_JSON) {

@@ -67,42 +67,12 @@ impl Serialize for Published<'_> {
     }
 }
 
-/// A publish request, read in the order its refusals are reported: the path, the query, the
-/// caller; the body's own refusal waits until the broker and topic are resolved ([`prepare`]).
+/// What the routes read of a publish request besides what [`prepare`] made of it.
 struct Incoming {
     broker: String,
     topic: String,
-    params: PublishParams,
-    publisher: Publisher,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Body, ApiError>,
-}
-
-impl Incoming {
-    async fn read(state: &AppState, observed: Observed) -> Result<Self, ApiError> {
-        let Observed {
-            path,
-            publisher,
-            mut parts,
-            body,
-        } = observed;
-        let (broker, topic) = path?;
-        let Query(params) = Query::from_request_parts(&mut parts, state).await?;
-        let publisher = publisher?;
-        let headers = std::mem::take(&mut parts.headers);
-        let uri = std::mem::take(&mut parts.uri);
-        let body = Body::from_request(axum::extract::Request::from_parts(parts, body), state).await;
-        Ok(Self {
-            broker,
-            topic,
-            params,
-            publisher,
-            uri,
-            headers,
-            body,
-        })
-    }
 }
 
 /// What a publish route was asked to do, before any event is parsed.
@@ -120,21 +90,29 @@ struct Request<'a> {
     body: Bytes,
 }
 
-/// Resolves the broker and topic, then reads the body: an unknown broker or a forbidden topic is
-/// reported before a body that is too large.
-fn prepare<'a>(
+/// Reads a publish request in the order its refusals are reported: the path, the query, the
+/// caller, then the broker and topic are resolved, and only then may the body be refused: an
+/// unknown broker or a forbidden topic is reported before a body that is too large.
+async fn prepare<'a>(
     state: &'a AppState,
-    Publisher {
+    observed: Observed,
+) -> Result<(Request<'a>, Incoming), ApiError> {
+    let Observed {
+        path,
+        publisher,
+        mut parts,
+        body,
+    } = observed;
+    let (broker, topic) = path?;
+    let Query(params) = Query::<PublishParams>::from_request_parts(&mut parts, state).await?;
+    let Publisher {
         caller,
         trace: Trace(trace),
-    }: Publisher,
-    broker: &str,
-    topic: &str,
-    params: PublishParams,
-    headers: &HeaderMap,
-    body: Result<Body, ApiError>,
-) -> Result<Request<'a>, ApiError> {
-    let found = resolve(state, &caller, broker, topic, Direction::Publish)?;
+    } = publisher?;
+    let headers = std::mem::take(&mut parts.headers);
+    let uri = std::mem::take(&mut parts.uri);
+    let body = Body::from_request(axum::extract::Request::from_parts(parts, body), state).await;
+    let found = resolve(state, &caller, &broker, &topic, Direction::Publish)?;
     let Body(body) = body?;
     let respond_async = headers
         .get_all("prefer")
@@ -142,18 +120,18 @@ fn prepare<'a>(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-    let idempotency_key = replay::idempotency_key(headers)?;
+    let idempotency_key = replay::idempotency_key(&headers)?;
     let live = state.live_full();
     // One event is taken from the quotas before the body is parsed: a caller over its quota
     // costs this check and no more.
     if !live.quotas.is_empty() {
-        live.quotas.reserve(caller.name(), broker, topic)?;
+        live.quotas.reserve(caller.name(), &broker, &topic)?;
     }
-    let route = live.topics.route(broker, &Arc::from(topic));
+    let route = live.topics.route(&broker, &Arc::from(topic.as_str()));
     let id_seed = idempotency_key
         .as_ref()
         .map(|k| format!("{broker}/{topic}/{k}"));
-    Ok(Request {
+    let request = Request {
         broker: found,
         caller,
         route,
@@ -169,7 +147,16 @@ fn prepare<'a>(
         },
         live,
         body,
-    })
+    };
+    Ok((
+        request,
+        Incoming {
+            broker,
+            topic,
+            uri,
+            headers,
+        },
+    ))
 }
 
 impl Request<'_> {

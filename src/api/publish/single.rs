@@ -25,16 +25,15 @@ pub async fn publish_one(State(state): State<AppState>, request: Request) -> Res
 }
 
 async fn publish(state: &AppState, observed: Observed) -> Result<Response, ApiError> {
-    let Incoming {
-        broker,
-        topic,
-        params,
-        publisher,
-        uri,
-        headers,
-        body,
-    } = Incoming::read(state, observed).await?;
-    let request = prepare(state, publisher, &broker, &topic, params, &headers, body)?;
+    let (
+        request,
+        Incoming {
+            broker,
+            topic,
+            uri,
+            headers,
+        },
+    ) = prepare(state, observed).await?;
     let body = &request.body;
     let ty = content_type(&headers);
     let event = if ty.eq_ignore_ascii_case(STRUCTURED) {
